@@ -1,0 +1,254 @@
+"""N-D convolution and transposed convolution: the front end over the backends.
+
+Every call runs the same five steps: validate, canonicalise, pad (non-zero padding
+modes), run the chosen backend's channels-last core, restore the caller's layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+
+from jaxconv.ops import _validate as V
+from jaxconv.ops.backends import BACKENDS, check_backend, select
+from jaxconv.ops.backends.window import pad_and_dilate
+from jaxconv.ops.padding import apply_modes, check_mode_widths
+
+IntOrInts = int | Sequence[int]
+Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
+
+
+def operands(
+    x: Any, kernel: Any, layout: str, *, x_name: str, transpose: bool = False
+) -> tuple[jnp.ndarray, jnp.ndarray, int]:
+    """Check ranks and layout; return channels-last input and kernel of one dtype."""
+    V.check_layout(layout)
+    x = V.check_array(x, x_name)
+    kernel = V.check_array(kernel, "kernel")
+    V.check_rank(kernel, "kernel", minimum=3, what="(*kernel_size, C_in, C_out)")
+    if x.ndim != kernel.ndim:
+        raise ValueError(
+            f"`{x_name}` has shape {tuple(x.shape)} (rank {x.ndim}) but `kernel` has shape "
+            f"{tuple(kernel.shape)} (rank {kernel.ndim}): a {kernel.ndim - 2}-D convolution "
+            f"takes `{x_name}` of rank {kernel.ndim}, (N, *spatial, C) or (N, C, *spatial)"
+        )
+    n = x.ndim - 2
+    if layout == "channels_first":
+        x = jnp.moveaxis(x, 1, -1)
+        last = (0, 1) if transpose else (1, 0)
+        kernel = jnp.transpose(kernel, (*range(2, n + 2), *last))
+    if any(k < 1 for k in kernel.shape[:n]):
+        raise ValueError(f"`kernel` spatial size {tuple(kernel.shape[:n])} must be >= 1 on every axis")
+    dtype = jnp.result_type(x, kernel)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.result_type(float)
+    return x.astype(dtype), kernel.astype(dtype), n
+
+
+def check_int_groups(groups: Any) -> int:
+    if not V._is_int(groups):
+        raise TypeError(f"`groups` (={groups!r}) must be an int")
+    if groups < 1:
+        raise ValueError(f"`groups` (={groups}) must be >= 1")
+    return int(groups)
+
+
+def check_groups(groups: Any, channels: int, kernel_in: int, out_channels: int, x_name: str) -> int:
+    groups = check_int_groups(groups)
+    if channels % groups:
+        raise ValueError(f"`groups` (={groups}) must divide in_channels (={channels})")
+    if out_channels % groups:
+        raise ValueError(f"`groups` (={groups}) must divide out_channels (={out_channels})")
+    if kernel_in * groups != channels:
+        raise ValueError(
+            f"`kernel` has {kernel_in} input channels per group; with `groups` (={groups}) "
+            f"`{x_name}` must have {kernel_in * groups} channels, got {channels}"
+        )
+    return int(groups)
+
+
+def check_fits(padded: Sequence[int], eff_kernel: Sequence[int]) -> None:
+    for axis, (p, k) in enumerate(zip(padded, eff_kernel)):
+        if p < k:
+            raise ValueError(
+                f"`kernel` (effective size {k} with dilation) is larger than the padded "
+                f"input (size {p}) on spatial axis {axis}; pad more or use a smaller kernel"
+            )
+
+
+def restore(y: jnp.ndarray, layout: str) -> jnp.ndarray:
+    return jnp.moveaxis(y, -1, 1) if layout == "channels_first" else y
+
+
+def conv(
+    x: Any,
+    kernel: Any,
+    *,
+    stride: IntOrInts = 1,
+    padding: Padding = "VALID",
+    dilation: IntOrInts = 1,
+    input_dilation: IntOrInts = 1,
+    groups: int = 1,
+    padding_mode: str | Sequence[str] = "zeros",
+    layout: str = "channels_last",
+    backend: str = "auto",
+    precision: Any = None,
+) -> jnp.ndarray:
+    """N-D cross-correlation, the CNN convention ``O[i] = sum_m I[i*s + m*d] K[m]``.
+
+    Args:
+      x: ``(N, *spatial, C_in)`` for ``channels_last``, ``(N, C_in, *spatial)`` for
+        ``channels_first``. 1, 2, 3 or more spatial axes.
+      kernel: ``(*kernel_size, C_in // groups, C_out)`` for ``channels_last``,
+        ``(C_out, C_in // groups, *kernel_size)`` for ``channels_first`` (PyTorch's).
+      stride: int or one per spatial axis.
+      padding: ``"VALID"``, ``"SAME"`` (``ceil(size / stride)`` outputs, extra pad
+        high), ``"SAME_LOWER"`` (extra pad low), ``"FULL"``, ``"CAUSAL"``, an int, one
+        int per axis, or (lo, hi) per axis.
+      dilation: kernel dilation (atrous), int or per axis.
+      input_dilation: zeros inserted between input samples (fractional stride).
+      groups: grouped convolution; ``groups == C_in`` is depthwise.
+      padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``, or one
+        per spatial axis. Modes are applied after input dilation.
+      layout: ``"channels_last"`` (default, as Flax) or ``"channels_first"`` (as PyTorch).
+      backend: ``"lax"``, ``"window"``, ``"fft"`` or ``"auto"``.
+      precision: passed to XLA's matmul/conv (``jax.lax.Precision``).
+
+    Returns:
+      ``(N, *out, C_out)`` (or ``(N, C_out, *out)``), with
+      ``out = floor((in_dilated + lo + hi - (k - 1) * d - 1) / s) + 1``.
+
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([1.0, 2, 3, 4, 5]).reshape(1, 5, 1)
+    >>> k = jnp.ones((3, 1, 1))
+    >>> conv(x, k)[0, :, 0].tolist()
+    [6.0, 9.0, 12.0]
+    >>> conv(x, k, padding="SAME", padding_mode="circular")[0, :, 0].tolist()
+    [8.0, 6.0, 9.0, 12.0, 10.0]
+    """
+    x, kernel, n = operands(x, kernel, layout, x_name="x")
+    strides = V.ntuple(stride, n, "stride")
+    dil = V.ntuple(dilation, n, "dilation")
+    idil = V.ntuple(input_dilation, n, "input_dilation")
+    groups = check_groups(groups, x.shape[-1], kernel.shape[-2], kernel.shape[-1], "x")
+    modes = V.padding_modes(padding_mode, n)
+    backend = check_backend(backend)
+    ksize = kernel.shape[:n]
+    eff = V.effective_kernel(ksize, dil)
+    in_sizes = V.dilated_sizes(x.shape[1:-1], idil)
+    pads = V.resolve_padding(padding, in_sizes, eff, strides)
+    check_mode_widths(in_sizes, pads, modes)
+    check_fits([s + lo + hi for s, (lo, hi) in zip(in_sizes, pads)], eff)
+
+    if any(m != "zeros" for m in modes) and any(d > 1 for d in idil):
+        x = pad_and_dilate(x, ((0, 0),) * n, idil)
+        idil = (1,) * n
+    x, pads = apply_modes(x, pads, modes)
+    name = select(ksize, strides, idil, groups) if backend == "auto" else backend
+    y = BACKENDS[name](
+        x,
+        kernel,
+        strides=strides,
+        dilation=dil,
+        input_dilation=idil,
+        groups=groups,
+        pads=pads,
+        precision=precision,
+    )
+    return restore(y, layout)
+
+
+def conv_transpose(
+    y: Any,
+    kernel: Any,
+    *,
+    stride: IntOrInts = 1,
+    padding: int | Sequence[int] | Sequence[tuple[int, int]] = 0,
+    output_padding: IntOrInts = 0,
+    dilation: IntOrInts = 1,
+    groups: int = 1,
+    layout: str = "channels_last",
+    backend: str = "auto",
+    precision: Any = None,
+) -> jnp.ndarray:
+    """Transposed convolution with PyTorch's ``ConvTranspose`` semantics.
+
+    It is the adjoint of :func:`conv`: ``conv_transpose(dy, k, stride=s, padding=p,
+    dilation=d, groups=g)`` equals the input gradient (VJP) of ``conv(x, k, stride=s,
+    padding=p, dilation=d, groups=g)``, with ``output_padding`` choosing among the input
+    sizes that map to the same output size.
+
+    Args:
+      y: ``(N, *spatial, C_in)`` (channels_last) or ``(N, C_in, *spatial)``.
+      kernel: ``(*kernel_size, C_in, C_out // groups)`` for ``channels_last``,
+        ``(C_in, C_out // groups, *kernel_size)`` for ``channels_first`` (PyTorch's).
+      stride, dilation: int or per axis, >= 1.
+      padding: PyTorch's ``padding``: an int, one per axis, or (lo, hi) per axis; that
+        many samples are cropped from each side of the full transposed output.
+      output_padding: extra size on the high side, smaller than stride or dilation.
+      groups, layout, backend, precision: as :func:`conv`.
+
+    Returns:
+      ``(N, *out, C_out)`` with ``out = (in - 1) * s - lo - hi + d * (k - 1) +
+      output_padding + 1``.
+
+    >>> import jax.numpy as jnp
+    >>> y = jnp.array([1.0, 2.0]).reshape(1, 2, 1)
+    >>> conv_transpose(y, jnp.ones((3, 1, 1)), stride=2)[0, :, 0].tolist()
+    [1.0, 1.0, 3.0, 2.0, 2.0]
+    """
+    y, kernel, n = operands(y, kernel, layout, x_name="y", transpose=True)
+    strides = V.ntuple(stride, n, "stride")
+    dil = V.ntuple(dilation, n, "dilation")
+    cin, cout_g = kernel.shape[-2], kernel.shape[-1]
+    if cin != y.shape[-1]:
+        raise ValueError(
+            f"`kernel` has {cin} input channels but `y` has {y.shape[-1]}: a transposed "
+            "kernel is (*kernel_size, C_in, C_out // groups) (channels_last)"
+        )
+    groups = check_int_groups(groups)
+    if cin % groups:
+        raise ValueError(f"`groups` (={groups}) must divide in_channels (={cin})")
+    pads = V.explicit_pads(padding, n)
+    opad = V.ntuple(output_padding, n, "output_padding", minimum=0)
+    backend = check_backend(backend)
+    for axis, (o, s, d) in enumerate(zip(opad, strides, dil)):
+        if o >= max(s, d):
+            raise ValueError(
+                f"`output_padding` (={o}) on spatial axis {axis} must be smaller than "
+                f"either `stride` (={s}) or `dilation` (={d})"
+            )
+    ksize = kernel.shape[:n]
+    eff = V.effective_kernel(ksize, dil)
+    core_pads = tuple(
+        (e - 1 - lo, e - 1 - hi + o) for e, (lo, hi), o in zip(eff, pads, opad)
+    )
+    out = [
+        (size - 1) * s + e + lo + hi - 2 * (e - 1)
+        for size, s, e, (lo, hi) in zip(y.shape[1:-1], strides, eff, core_pads)
+    ]
+    if any(o < 1 for o in out) or 0 in y.shape[1:-1]:
+        raise ValueError(
+            f"`padding` (={padding!r}) leaves an empty output {tuple(out)} for input "
+            f"spatial size {tuple(y.shape[1:-1])}"
+        )
+    # The adjoint as a forward conv: flip the taps, swap in/out channels per group,
+    # dilate the input by the stride, and pad the effective kernel minus `padding`.
+    k = jnp.flip(kernel, axis=tuple(range(n)))
+    k = k.reshape(*ksize, groups, cin // groups, cout_g)
+    k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
+    ones = (1,) * n
+    name = select(ksize, ones, strides, groups) if backend == "auto" else backend
+    x = BACKENDS[name](
+        y,
+        k,
+        strides=ones,
+        dilation=dil,
+        input_dilation=strides,
+        groups=groups,
+        pads=core_pads,
+        precision=precision,
+    )
+    return restore(x, layout)
