@@ -90,6 +90,11 @@ def pool(x, kind, window, stride, padding, dilation, ceil_mode, count_include_pa
                 inside_pad += 1
             elif all(-pd <= i < L + pd for i, L, pd in zip(idx, sizes, padding)):
                 inside_pad += 1
+        if not vals:  # a dilated window that sees only padding
+            empty = {"max": -np.inf, "min": np.inf, "lp": 0.0}
+            fill = empty.get(kind, 0.0 if count_include_pad else np.nan)
+            y[(slice(None), *pos, slice(None))] = fill
+            continue
         vals = np.stack(vals)
         if kind == "max":
             r = vals.max(0)

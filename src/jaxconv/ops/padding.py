@@ -97,7 +97,7 @@ def pad(
     V.check_rank(x, "x", minimum=3, what="(N, *spatial, C)")
     n = x.ndim - 2
     pads = V.explicit_pads(padding, n)
-    modes = V.padding_modes(mode, n)
+    modes = V.padding_modes(mode, n, "mode")
     if layout == "channels_first":
         x = jnp.moveaxis(x, 1, -1)
     check_mode_widths(x.shape[1:-1], pads, modes)

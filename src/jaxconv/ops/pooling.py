@@ -223,7 +223,8 @@ def avg_pool(
     """Mean over each window.
 
     With ``count_include_pad`` the divisor counts the zero padding (not the ceil-mode
-    overhang), as PyTorch; without it, only input samples.
+    overhang), as PyTorch; without it, only input samples (a dilated window that sees
+    no input sample then gives NaN, as 0 / 0).
 
     >>> import jax.numpy as jnp
     >>> x = jnp.array([1.0, 2, 3, 4]).reshape(1, 4, 1)
@@ -239,7 +240,11 @@ def avg_pool(
         x = x.astype(jnp.result_type(float))
     total = _reduce(x, "sum", g, backend)
     counts = _window_counts(x.shape[1:-1], g, count_include_pad)
-    return _back(total / jnp.asarray(counts, total.dtype), layout)
+    # A dilated window can fall wholly in the padding: with nothing to count, NaN.
+    mean = total / jnp.asarray(np.maximum(counts, 1), total.dtype)
+    if (counts == 0).any():
+        mean = jnp.where(jnp.asarray(counts > 0), mean, jnp.nan)
+    return _back(mean, layout)
 
 
 def lp_pool(
