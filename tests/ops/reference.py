@@ -70,7 +70,6 @@ def conv_transpose(y, k, stride, padding, output_padding, dilation, groups):
 def pool(x, kind, window, stride, padding, dilation, ceil_mode, count_include_pad=True, p=2.0):
     """PyTorch pooling semantics, written out per output position (channels-last)."""
     x = np.asarray(x, np.float64)
-    n = x.ndim - 2
     sizes = x.shape[1:-1]
     out = []
     for L, k, s, pd, d in zip(sizes, window, stride, padding, dilation):

@@ -169,9 +169,11 @@ def test_auto_policy_and_backend_list():
     assert jaxconv.backends() == ("lax", "window", "fft", "auto")
     from jaxconv.ops import select_backend
 
-    assert select_backend((128,), (1,), (1,), 1) == "fft"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1) == "lax"
-    assert select_backend((128,), (2,), (1,), 1) == "lax"
+    assert select_backend((128,), (1,), (1,), 1, 8) == "fft"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 8) == "lax"
+    assert select_backend((128,), (2,), (1,), 1, 8) == "lax"
+    assert select_backend((3, 3), (2, 2), (1, 1), 32, 1) == "window"  # depthwise
+    assert select_backend((5,), (1,), (1,), 1, 1) == "window"  # one-channel signal
 
 
 def test_precision_is_accepted(rng):

@@ -146,7 +146,7 @@ def conv(
         x = pad_and_dilate(x, ((0, 0),) * n, idil)
         idil = (1,) * n
     x, pads = apply_modes(x, pads, modes)
-    name = select(ksize, strides, idil, groups) if backend == "auto" else backend
+    name = select(ksize, strides, idil, groups, kernel.shape[-2]) if backend == "auto" else backend
     y = BACKENDS[name](
         x,
         kernel,
@@ -240,7 +240,7 @@ def conv_transpose(
     k = k.reshape(*ksize, groups, cin // groups, cout_g)
     k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
     ones = (1,) * n
-    name = select(ksize, ones, strides, groups) if backend == "auto" else backend
+    name = select(ksize, ones, strides, groups, cin // groups) if backend == "auto" else backend
     x = BACKENDS[name](
         y,
         k,

@@ -57,13 +57,20 @@ def select(
     strides: Sequence[int],
     input_dilation: Sequence[int],
     groups: int,
+    in_channels_per_group: int,
 ) -> str:
     """The ``auto`` rule: which backend computes a convolution of these shapes.
 
-    - ``fft`` when every stride is 1, there is no input dilation, the convolution is
-      not grouped, and the kernel has at least :data:`FFT_MIN_TAPS` taps: direct
-      methods cost one multiply-add per tap, FFT a few per ``log`` of the length.
-    - ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
+    1. ``fft`` when every stride is 1, there is no input dilation, the convolution is
+       not grouped, and the kernel has at least :data:`FFT_MIN_TAPS` taps: direct
+       methods cost one multiply-add per tap, FFT a few per ``log`` of the length.
+    2. ``window`` when each group sees one input channel (single-channel signals,
+       depthwise convolutions): its fused shift-and-add beats XLA's CPU convolution,
+       which handles these shapes poorly (measured 4-30x, benchmarks/conv_backends.py).
+    3. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
+
+    >>> select((3, 3), (1, 1), (1, 1), 1, 64), select((3, 3), (1, 1), (1, 1), 64, 1)
+    ('lax', 'window')
     """
     if (
         math.prod(kernel_size) >= FFT_MIN_TAPS
@@ -72,4 +79,6 @@ def select(
         and groups == 1
     ):
         return "fft"
+    if in_channels_per_group == 1:
+        return "window"
     return "lax"

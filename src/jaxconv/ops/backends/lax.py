@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jax import lax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxconv.ops._validate import Pads
 

@@ -1,0 +1,107 @@
+"""Forward and forward+backward time of each conv backend, as ratios to ``lax``.
+
+Contenders run alternately (lax, window, fft, auto, lax, window, ...) within one process
+and the median of the repeats is quoted, so machine noise hits all of them alike.
+
+    python benchmarks/conv_backends.py            # the README table
+    python benchmarks/conv_backends.py --repeats 3 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxconv
+from jaxconv.ops import select_backend
+from jaxconv.ops._validate import ntuple
+
+BACKENDS = ("lax", "window", "fft", "auto")
+
+
+def layers(quick: bool):
+    b = 8 if quick else 64
+    return [
+        # name, x shape, kernel shape, conv kwargs
+        ("2-D 3x3 64->64, 32x32", (b, 32, 32, 64), (3, 3, 64, 64), dict(padding="SAME")),
+        ("2-D 3x3 32->64 stride 2", (b, 32, 32, 32), (3, 3, 32, 64), dict(padding="SAME", stride=2)),
+        ("2-D depthwise 3x3, 64 ch", (b, 32, 32, 64), (3, 3, 1, 64), dict(padding="SAME", groups=64)),
+        ("1-D MNIST-1D layer k5 32->32", (100, 40, 32), (5, 32, 32), dict(padding=2)),
+        ("1-D signal, 16 taps", (16, 8192, 1), (16, 1, 1), dict(padding="SAME")),
+        ("1-D signal, 64 taps", (16, 8192, 1), (64, 1, 1), dict(padding="SAME")),
+        ("1-D signal, 256 taps", (16, 8192, 1), (256, 1, 1), dict(padding="SAME")),
+        ("1-D 8->8 ch, 128 taps", (16, 4096, 8), (128, 8, 8), dict(padding="SAME")),
+    ]
+
+
+def flops(x_shape, k_shape, out_shape, groups=1):
+    taps = math.prod(k_shape[:-2])
+    return 2.0 * math.prod(out_shape) * taps * k_shape[-2]
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - start
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = min(timed(f, a) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="batch 8 instead of 64")
+    args = parser.parse_args()
+
+    peak = matmul_gflops()
+    print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
+          f"jax {jax.__version__}; matmul 2048^2: {peak:.1f} GFLOP/s; median of {args.repeats}")
+    print()
+    print("| layer | auto picks | fwd lax ms | fwd window / lax | fwd fft / lax | fwd auto / lax "
+          "| fwd+bwd lax ms | f+b window / lax | f+b fft / lax | f+b auto / lax "
+          "| best fwd GFLOP/s (% of matmul) |")
+    print("|" + " --- |" * 11)
+    rng = np.random.default_rng(0)
+    for name, xs, ks, kw in layers(args.quick):
+        x = jnp.asarray(rng.normal(size=xs), jnp.float32)
+        k = jnp.asarray(rng.normal(size=ks), jnp.float32)
+        fwd, both = {}, {}
+        for b in BACKENDS:
+            f = jax.jit(lambda x, k, b=b: jaxconv.conv(x, k, backend=b, **kw))
+            g = jax.jit(jax.grad(lambda x, k, b=b: jaxconv.conv(x, k, backend=b, **kw).sum(), argnums=(0, 1)))
+            jax.block_until_ready(f(x, k))
+            jax.block_until_ready(g(x, k))
+            fwd[b], both[b] = (f, []), (g, [])
+        for _ in range(args.repeats):
+            for b in BACKENDS:
+                fwd[b][1].append(timed(fwd[b][0], x, k))
+                both[b][1].append(timed(both[b][0], x, k))
+        med_f = {b: statistics.median(v[1]) for b, v in fwd.items()}
+        med_b = {b: statistics.median(v[1]) for b, v in both.items()}
+        out_shape = fwd["lax"][0](x, k).shape
+        gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
+        n = len(ks) - 2
+        picks = select_backend(ks[:n], ntuple(kw.get("stride", 1), n, "stride"), (1,) * n, kw.get("groups", 1), ks[-2])
+        cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
+        cells += [f"{med_f[b] / med_f['lax']:.2f}" for b in BACKENDS[1:]]
+        cells += [f"{med_b['lax'] * 1e3:.1f}"]
+        cells += [f"{med_b[b] / med_b['lax']:.2f}" for b in BACKENDS[1:]]
+        cells += [f"{gf:.1f} ({100 * gf / peak:.0f}%)"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
