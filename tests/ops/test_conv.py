@@ -173,7 +173,8 @@ def test_auto_policy_and_backend_list():
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 8) == "lax"
     assert select_backend((128,), (2,), (1,), 1, 8) == "lax"
     assert select_backend((3, 3), (2, 2), (1, 1), 32, 1) == "window"  # depthwise
-    assert select_backend((5,), (1,), (1,), 1, 1) == "window"  # one-channel signal
+    assert select_backend((16,), (1,), (1,), 1, 1) == "fft"  # one-channel signal
+    assert select_backend((5,), (1,), (1,), 1, 1) == "lax"
 
 
 def test_precision_is_accepted(rng):

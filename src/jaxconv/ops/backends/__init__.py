@@ -25,9 +25,10 @@ BACKENDS: dict[str, ConvCore] = {
 }
 
 #: Kernels with at least this many taps (at stride 1) go to the FFT backend under
-#: ``auto``. Measured with ``benchmarks/conv_backends.py`` on a 2-core CPU: FFT beats
-#: XLA's direct convolution from about 32-64 taps on 1-D signals.
+#: ``auto``: 64 taps for multi-channel convolutions, 16 for one input channel.
+#: Measured with ``benchmarks/conv_backends.py`` on a 2-core CPU (see README).
 FFT_MIN_TAPS = 64
+FFT_MIN_TAPS_ONE_CHANNEL = 16
 
 
 def backends() -> tuple[str, ...]:
@@ -62,23 +63,25 @@ def select(
     """The ``auto`` rule: which backend computes a convolution of these shapes.
 
     1. ``fft`` when every stride is 1, there is no input dilation, the convolution is
-       not grouped, and the kernel has at least :data:`FFT_MIN_TAPS` taps: direct
-       methods cost one multiply-add per tap, FFT a few per ``log`` of the length.
-    2. ``window`` when each group sees one input channel (single-channel signals,
-       depthwise convolutions): its fused shift-and-add beats XLA's CPU convolution,
-       which handles these shapes poorly (measured 4-30x, benchmarks/conv_backends.py).
+       not grouped, and the kernel has at least :data:`FFT_MIN_TAPS` taps
+       (:data:`FFT_MIN_TAPS_ONE_CHANNEL` for one input channel): direct methods cost
+       one multiply-add per tap, FFT a few per ``log`` of the length.
+    2. ``window`` for depthwise convolutions (groups > 1, one input channel per
+       group): its fused shift-and-add beats XLA's CPU convolution on these shapes
+       (about 25x forward, 2x forward+backward in benchmarks/conv_backends.py).
     3. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
 
     >>> select((3, 3), (1, 1), (1, 1), 1, 64), select((3, 3), (1, 1), (1, 1), 64, 1)
     ('lax', 'window')
     """
+    min_taps = FFT_MIN_TAPS_ONE_CHANNEL if in_channels_per_group == 1 else FFT_MIN_TAPS
     if (
-        math.prod(kernel_size) >= FFT_MIN_TAPS
+        math.prod(kernel_size) >= min_taps
         and all(s == 1 for s in strides)
         and all(d == 1 for d in input_dilation)
         and groups == 1
     ):
         return "fft"
-    if in_channels_per_group == 1:
+    if groups > 1 and in_channels_per_group == 1:
         return "window"
     return "lax"
