@@ -1,0 +1,185 @@
+"""Datasets as numpy arrays, channels-last: ``x`` is ``(N, *spatial, C)`` float32."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxconv.data import files
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Train / validation / test splits of one dataset (numpy, channels-last)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape, ``(*spatial, C)``."""
+        return tuple(self.x_train.shape[1:])
+
+    def summary(self) -> str:
+        return (f"{self.name}: train {len(self.x_train)}, val {len(self.x_val)}, "
+                f"test {len(self.x_test)}, input {self.input_shape}, {self.num_classes} classes")
+
+
+MNIST1D_DEFAULTS = dict(
+    num_samples=5000, train_split=0.8, template_len=12, padding=(36, 60), scale_coeff=0.4,
+    max_translation=48, corr_noise_scale=0.25, iid_noise_scale=2e-2, shear_scale=0.75,
+    shuffle_seq=False, final_seq_length=40, seed=42,
+)
+
+
+def mnist1d(**overrides: Any):
+    """MNIST-1D generated offline with the ``mnist1d`` package (paper defaults:
+    4000 train / 1000 test, length 40). ``overrides`` change the generator's arguments."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    unknown = set(overrides) - set(MNIST1D_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown mnist1d generator arguments {sorted(unknown)}; known: {sorted(MNIST1D_DEFAULTS)}")
+    args = get_dataset_args()
+    for key, value in {**MNIST1D_DEFAULTS, **overrides}.items():
+        setattr(args, key, list(value) if isinstance(value, tuple) else value)
+    data = make_dataset(args)
+    return (data["x"][..., None], data["y"], data["x_test"][..., None], data["y_test"])
+
+
+def digits(test_fraction: float = 0.2, split_seed: int = 0):
+    """scikit-learn's 8x8 digits (1797 images, 0..16), a fixed stratified test split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images[..., None] / 16.0
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, bunch.target, test_size=test_fraction, stratify=bunch.target, random_state=split_seed
+    )
+    return x_tr, y_tr, x_te, y_te
+
+
+SHAPES = ("square", "circle", "triangle", "cross")
+
+
+def shapes(num_train: int = 2000, num_test: int = 500, size: int = 16, noise: float = 0.15, seed: int = 0):
+    """Procedural 2-D shapes (square, circle, triangle, cross outlines/fills) at random
+    positions and scales, with Gaussian noise: fast 2-D experiments and readable filters."""
+    rng = np.random.default_rng(seed)
+    n = num_train + num_test
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    labels = rng.integers(0, len(SHAPES), n)
+    radius = rng.uniform(0.2, 0.35, n) * size
+    cy = rng.uniform(0.35, 0.65, n) * size
+    cx = rng.uniform(0.35, 0.65, n) * size
+    images = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        dy, dx, r = yy - cy[i], xx - cx[i], radius[i]
+        kind = SHAPES[labels[i]]
+        if kind == "square":
+            mask = (np.abs(dy) <= r * 0.8) & (np.abs(dx) <= r * 0.8)
+        elif kind == "circle":
+            mask = dy**2 + dx**2 <= r**2
+        elif kind == "triangle":
+            mask = (dy <= r * 0.7) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+        else:
+            width = max(r * 0.25, 0.8)
+            mask = ((np.abs(dy) <= width) & (np.abs(dx) <= r)) | ((np.abs(dx) <= width) & (np.abs(dy) <= r))
+        images[i] = mask
+    images += rng.normal(0.0, noise, images.shape).astype(np.float32)
+    x = images[..., None]
+    return x[:num_train], labels[:num_train], x[num_train:], labels[num_train:]
+
+
+def _split_validation(x, y, fraction: float, seed: int):
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"`val_fraction` (={fraction}) must be in [0, 1)")
+    n_val = int(round(len(x) * fraction))
+    order = np.random.default_rng([seed, 0xDA7A]).permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def _normalize(dataset: Dataset) -> Dataset:
+    axes = tuple(range(dataset.x_train.ndim - 1))
+    mean = dataset.x_train.mean(axis=axes, keepdims=True)
+    std = dataset.x_train.std(axis=axes, keepdims=True) + 1e-6
+    for split in ("x_train", "x_val", "x_test"):
+        setattr(dataset, split, ((getattr(dataset, split) - mean[0]) / std[0]).astype(np.float32))
+    return dataset
+
+
+DATASETS = ("mnist1d", "digits", "shapes", "mnist", "fashion_mnist", "cifar10")
+CLASS_NAMES = {
+    "shapes": SHAPES,
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+}
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path = "~/.cache/jaxconv",
+    val_fraction: float = 0.1,
+    normalize: bool = True,
+    seed: int = 0,
+    limit_train: int | None = None,
+    download: bool = True,
+    **options: Any,
+) -> Dataset:
+    """Load ``name`` with a validation split taken from train (a function of ``seed``).
+
+    Args:
+      name: one of ``mnist1d``, ``digits``, ``shapes``, ``mnist``, ``fashion_mnist``,
+        ``cifar10``.
+      root: where the file-based datasets live (``root/mnist/...``).
+      val_fraction: share of the training set held out for validation.
+      normalize: standardise with the training set's per-channel mean and std.
+      limit_train: keep only the first examples of train (quick runs, tests).
+      options: the generator's arguments (mnist1d, shapes) or ``test_fraction`` (digits).
+
+    >>> d = load_dataset("digits", val_fraction=0.1)
+    >>> d.input_shape, len(d.x_test), d.num_classes
+    ((8, 8, 1), 360, 10)
+    """
+    if name not in DATASETS:
+        raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")
+    root = Path(root).expanduser()
+    if name == "mnist1d":
+        arrays = mnist1d(**options)
+    elif name == "digits":
+        arrays = digits(**options)
+    elif name == "shapes":
+        arrays = shapes(**options)
+    elif name == "cifar10":
+        arrays = files.load_cifar10(root, allow_download=download)
+    else:
+        arrays = files.load_idx_dataset(name, root, allow_download=download)
+    if name in ("mnist", "fashion_mnist", "cifar10") and options:
+        raise ValueError(f"dataset {name!r} takes no generator options, got {sorted(options)}")
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
+    if name in ("mnist", "fashion_mnist", "cifar10"):
+        x_train, x_test = x_train.astype(np.float32) / 255.0, x_test.astype(np.float32) / 255.0
+    if limit_train is not None:
+        x_train, y_train = x_train[:limit_train], y_train[:limit_train]
+    x_train, y_train, x_val, y_val = _split_validation(x_train, y_train, val_fraction, seed)
+    dataset = Dataset(
+        name, x_train.astype(np.float32), y_train.astype(np.int32), x_val.astype(np.float32),
+        y_val.astype(np.int32), x_test.astype(np.float32), y_test.astype(np.int32),
+        num_classes=int(max(y_train.max(), y_test.max())) + 1,
+        class_names=CLASS_NAMES.get(name, tuple(str(i) for i in range(10))),
+    )
+    return _normalize(dataset) if normalize else dataset

@@ -1,0 +1,176 @@
+"""``fit`` and ``evaluate``: the training loop, usable from Python without Hydra."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
+from jaxconv.data.batching import eval_batches
+from jaxconv.train.checkpoint import Checkpoints
+from jaxconv.train.state import TrainState, create_state, eval_step, make_train_step
+
+METRICS_FIELDS = ("step", "epoch", "split", "loss", "accuracy", "images_per_s")
+
+
+@dataclasses.dataclass
+class History:
+    """Every evaluation: one dict per row of ``metrics.csv``."""
+
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+
+    def split(self, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["split"] == name]
+
+    def last(self, name: str) -> dict[str, Any] | None:
+        rows = self.split(name)
+        return rows[-1] if rows else None
+
+
+def evaluate(state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict[str, float]:
+    """Mean loss and accuracy of ``state`` on ``(x, y)`` in eval mode."""
+    if len(x) == 0:
+        return {"loss": float("nan"), "accuracy": float("nan")}
+    total_loss, correct = 0.0, 0
+    for part in eval_batches(len(x), batch_size):
+        loss, right = eval_step(state, jnp.asarray(x[part]), jnp.asarray(y[part]))
+        total_loss += float(loss)
+        correct += int(right)
+    return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
+
+
+def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in METRICS_FIELDS})
+    tmp.replace(path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ("step", "epoch"):
+            row[key] = int(float(row[key]))
+        for key in ("loss", "accuracy", "images_per_s"):
+            row[key] = float(row[key]) if row[key] not in ("", None) else float("nan")
+    return rows
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    optimizer: optax.GradientTransformation,
+    *,
+    epochs: int = 10,
+    max_steps: int | None = None,
+    batch_size: int = 128,
+    eval_every: int | None = None,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
+    progress: bool = True,
+    augment_shift: int = 0,
+    augment_flip: bool = False,
+    label_smoothing: float = 0.0,
+) -> tuple[TrainState, History]:
+    """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
+
+    Data order is a pure function of ``(seed, epoch)`` and augmentation of ``(seed,
+    step)``, so a resumed run sees the same batches as an uninterrupted one.
+
+    Args:
+      model: a flax Module called as ``model(x, train=...)``.
+      data: a :class:`jaxconv.data.Dataset`.
+      optimizer: an Optax transformation (see :func:`jaxconv.train.make_optimizer`).
+      epochs: passes over the training set; ``max_steps`` wins when given.
+      batch_size: examples per step (the last partial batch of an epoch is dropped).
+      eval_every: steps between validation passes (default: once per epoch).
+      run_dir: where ``metrics.csv`` and ``checkpoints/`` go (nothing written if None).
+      checkpoint_every: steps between checkpoints (default: at evals and at the end).
+      resume: continue from the latest checkpoint in ``run_dir``.
+      progress: a tqdm bar (only when stderr is a terminal).
+      augment_shift, augment_flip: random translation by up to ``augment_shift``
+        samples per axis; horizontal flips (images only).
+
+    Returns:
+      The final state and the :class:`History` of evaluations.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` (={batch_size}) must be >= 1")
+    n = len(data.x_train)
+    per_epoch = steps_per_epoch(n, batch_size)
+    total = max_steps if max_steps else epochs * per_epoch
+    if total < 1:
+        raise ValueError(f"training must take at least one step (epochs={epochs}, max_steps={max_steps})")
+    eval_every = eval_every or per_epoch
+    state = create_state(model, data.x_train, optimizer, seed)
+    history = History()
+    run_dir = Path(run_dir) if run_dir is not None else None
+    ckpt = Checkpoints(run_dir, keep_checkpoints) if run_dir is not None else None
+    if resume and ckpt is not None and ckpt.latest_step() is not None:
+        state = ckpt.restore(state)
+        metrics_path = run_dir / "metrics.csv"
+        if metrics_path.exists():
+            history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
+        best = [r["accuracy"] for r in history.split("val")]
+        ckpt.best_metric = max(best) if best else -np.inf
+    train_step = make_train_step(label_smoothing)
+    start = int(state.step)
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True, desc=data.name)
+    window_loss, window_acc, window_count = [], [], 0
+    window_start = time.perf_counter()
+    for step in range(start, total):
+        epoch, in_epoch = divmod(step, per_epoch)
+        idx = batch_indices(n, batch_size, seed, epoch, in_epoch)
+        xb = augment(data.x_train[idx], shift=augment_shift, flip=augment_flip, seed=seed, step=step)
+        state, metrics = train_step(state, jnp.asarray(xb), jnp.asarray(data.y_train[idx]))
+        window_loss.append(metrics["loss"])
+        window_acc.append(metrics["accuracy"])
+        window_count += len(idx)
+        done = step + 1
+        if done % 25 == 0 or done == total:
+            bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{float(metrics['accuracy']):.3f}",
+                            img_s=f"{window_count / (time.perf_counter() - window_start):.0f}")
+        bar.update(1)
+        if done % eval_every == 0 or done == total:
+            seconds = time.perf_counter() - window_start
+            speed = window_count / seconds if seconds > 0 else float("nan")
+            ep = done / per_epoch
+            history.add(step=done, epoch=int(ep), split="train", loss=float(np.mean(jax.device_get(window_loss))),
+                        accuracy=float(np.mean(jax.device_get(window_acc))), images_per_s=speed)
+            val = evaluate(state, data.x_val, data.y_val) if len(data.x_val) else None
+            if val is not None:
+                history.add(step=done, epoch=int(ep), split="val", images_per_s="", **val)
+            if ckpt is not None:
+                _write_metrics(run_dir / "metrics.csv", history.rows)
+                if checkpoint_every is None or done % checkpoint_every == 0 or done == total:
+                    ckpt.save(state, metric=val["accuracy"] if val else None)
+            window_loss, window_acc, window_count = [], [], 0
+            window_start = time.perf_counter()
+        elif ckpt is not None and checkpoint_every and done % checkpoint_every == 0:
+            ckpt.save(state)
+    bar.close()
+    if ckpt is not None:
+        ckpt.close()
+    return state, history

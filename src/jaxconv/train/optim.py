@@ -1,0 +1,59 @@
+"""Optax optimizers and learning-rate schedules by name."""
+
+from __future__ import annotations
+
+import optax
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
+
+
+def make_schedule(name: str, lr: float, total_steps: int, *, warmup_fraction: float = 0.05,
+                  final_fraction: float = 0.0) -> optax.Schedule:
+    """``lr`` over ``total_steps``: constant, cosine decay, linear warmup + cosine, one-cycle."""
+    if lr <= 0:
+        raise ValueError(f"`optimizer.lr` (={lr}) must be > 0")
+    if total_steps < 1:
+        raise ValueError(f"the number of training steps (={total_steps}) must be >= 1")
+    if name == "constant":
+        return optax.constant_schedule(lr)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, total_steps, alpha=final_fraction)
+    warmup = max(int(total_steps * warmup_fraction), 1)
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1), lr * final_fraction)
+    if name == "one_cycle":
+        return optax.cosine_onecycle_schedule(total_steps, lr, pct_start=max(warmup_fraction, 1e-3))
+    raise ValueError(f"`schedule.name` (={name!r}) must be one of {SCHEDULES}")
+
+
+def make_optimizer(name: str, schedule: optax.Schedule, *, momentum: float = 0.9,
+                   weight_decay: float = 0.0, clip_norm: float | None = None,
+                   b1: float = 0.9, b2: float = 0.999) -> optax.GradientTransformation:
+    """An Optax chain: optional global-norm clipping, then the optimizer.
+
+    ``weight_decay`` is decoupled for ``adamw`` and L2 (added to the gradient) for the
+    others, as in PyTorch's optimizers.
+    """
+    if weight_decay < 0:
+        raise ValueError(f"`optimizer.weight_decay` (={weight_decay}) must be >= 0")
+    if name == "adamw":
+        opt = optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay)
+    else:
+        if name == "sgd":
+            opt = optax.sgd(schedule)
+        elif name == "momentum":
+            opt = optax.sgd(schedule, momentum=momentum)
+        elif name == "nesterov":
+            opt = optax.sgd(schedule, momentum=momentum, nesterov=True)
+        elif name == "adam":
+            opt = optax.adam(schedule, b1=b1, b2=b2)
+        else:
+            raise ValueError(f"`optimizer.name` (={name!r}) must be one of {OPTIMIZERS}")
+        if weight_decay:
+            opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
+    if clip_norm:
+        if clip_norm <= 0:
+            raise ValueError(f"`optimizer.clip_norm` (={clip_norm}) must be > 0")
+        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+    return opt
