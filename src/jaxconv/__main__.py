@@ -1,6 +1,6 @@
-"""``python -m jaxconv``: a short tour of the primitives and their backends."""
+"""``python -m jaxconv``: the same as ``jaxconv-train``."""
 
-from jaxconv.demo import main
+from jaxconv.app.train import main
 
 if __name__ == "__main__":
     main()

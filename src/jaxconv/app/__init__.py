@@ -1,0 +1,1 @@
+"""Hydra entry points (the only package that imports hydra)."""

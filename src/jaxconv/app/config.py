@@ -1,0 +1,76 @@
+"""Structured configs (dataclasses in Hydra's ConfigStore): typed, so a wrong type or an
+unknown key is rejected by Hydra before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist1d"
+    root: str = "~/.cache/jaxconv"
+    val_fraction: float = 0.1
+    normalize: bool = True
+    limit_train: int | None = None
+    download: bool = True
+    augment_shift: int = 0
+    augment_flip: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    clip_norm: float | None = None
+    b1: float = 0.9
+    b2: float = 0.999
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"
+    warmup_fraction: float = 0.05
+    final_fraction: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 128
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 3
+    resume: bool = False
+    progress: bool = True
+    label_smoothing: float = 0.0
+    plots: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = MISSING
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    conv_backend: str = "auto"
+    name: str = "run"
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+    cs.store(group="schedule", name="base_schedule", node=ScheduleConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)

@@ -1,0 +1,208 @@
+"""``jaxconv-train``: one command trains, evaluates, checkpoints and plots.
+
+Hydra stays here, at the edge: :func:`train` is a plain function of a config and a run
+directory; :func:`main` is the only thing that knows about Hydra's command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from jaxconv.app.config import register
+
+
+class ConfigError(ValueError):
+    """A well-typed but wrong config value; reported in one line, exit status 2."""
+
+
+def _tuples(value: Any) -> Any:
+    """Lists from YAML -> tuples (flax modules must hash their attributes)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject wrong values before any work, naming the key."""
+    import jaxconv
+    from jaxconv.data import DATASETS
+
+    t, o, d = cfg.trainer, cfg.optimizer, cfg.data
+    checks = [
+        (o.lr > 0, f"optimizer.lr (={o.lr}) must be > 0"),
+        (o.weight_decay >= 0, f"optimizer.weight_decay (={o.weight_decay}) must be >= 0"),
+        (t.batch_size >= 1, f"trainer.batch_size (={t.batch_size}) must be >= 1"),
+        (t.max_steps is None or t.max_steps >= 1, f"trainer.max_steps (={t.max_steps}) must be >= 1 or null"),
+        (t.max_steps is not None or t.epochs >= 1, f"trainer.epochs (={t.epochs}) must be >= 1"),
+        (t.eval_every is None or t.eval_every >= 1, f"trainer.eval_every (={t.eval_every}) must be >= 1 or null"),
+        (t.checkpoint_every is None or t.checkpoint_every >= 1,
+         f"trainer.checkpoint_every (={t.checkpoint_every}) must be >= 1 or null"),
+        (t.keep_checkpoints >= 1, f"trainer.keep_checkpoints (={t.keep_checkpoints}) must be >= 1"),
+        (0 <= t.label_smoothing < 1, f"trainer.label_smoothing (={t.label_smoothing}) must be in [0, 1)"),
+        (cfg.conv_backend in jaxconv.backends(), f"conv_backend (={cfg.conv_backend!r}) must be one of {jaxconv.backends()}"),
+        (d.name in DATASETS, f"data.name (={d.name!r}) must be one of {DATASETS}"),
+        (0 <= d.val_fraction < 1, f"data.val_fraction (={d.val_fraction}) must be in [0, 1)"),
+        (d.augment_shift >= 0, f"data.augment_shift (={d.augment_shift}) must be >= 0"),
+        ("_target_" in cfg.model, "model must name a `_target_` (e.g. jaxconv.models.CNN)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def build_model(cfg: DictConfig, num_classes: int):
+    """Instantiate ``cfg.model`` with the run's ``conv_backend`` and the data's classes."""
+    from hydra.utils import get_object
+
+    spec = _tuples(OmegaConf.to_container(cfg.model, resolve=True))
+    target = spec.pop("_target_")
+    try:
+        factory = get_object(target)
+    except Exception as err:  # hydra raises ImportError / ValueError variants
+        raise ConfigError(f"model._target_ (={target!r}) cannot be imported: {err}") from err
+    try:
+        return factory(**spec, num_classes=num_classes, conv_backend=cfg.conv_backend)
+    except TypeError as err:
+        raise ConfigError(f"model {target}: {err}") from err
+
+
+def check_model_fits(model, example) -> None:
+    """Trace the model on one example (no FLOPs): shape errors surface here, in one line."""
+    import jax
+
+    try:
+        jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), example[:1])
+    except (ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"model {type(model).__name__} does not fit inputs of shape "
+                          f"{tuple(example.shape[1:])}: {first}") from err
+
+
+def config_sha256(cfg: DictConfig) -> str:
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True).encode()).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "jaxconv"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # not installed as a distribution
+            out[pkg] = "unknown"
+    return out
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Atomic: a kill mid-write never leaves a truncated file behind."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train, evaluate, checkpoint and plot one run into ``run_dir``; return result.json's dict."""
+    import jax
+
+    from jaxconv.data import load_dataset
+    from jaxconv.data.batching import steps_per_epoch
+    from jaxconv.report import plot_learning_curves
+    from jaxconv.train import evaluate, fit, make_optimizer, make_schedule, params_sha256
+    from jaxconv.train.loop import _write_metrics
+    from jaxconv.train.plots import plot_feature_maps, plot_filters
+
+    start = time.perf_counter()
+    for noisy in ("absl", "orbax"):  # orbax logs every save at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    validate(cfg)
+    d, t = cfg.data, cfg.trainer
+    dataset = load_dataset(
+        d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, seed=cfg.seed,
+        limit_train=d.limit_train, download=d.download, **OmegaConf.to_container(d.options, resolve=True),
+    )
+    model = build_model(cfg, dataset.num_classes)
+    check_model_fits(model, dataset.x_train)
+    total = t.max_steps or t.epochs * steps_per_epoch(len(dataset.x_train), t.batch_size)
+    s, o = cfg.schedule, cfg.optimizer
+    schedule = make_schedule(s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction)
+    tx = make_optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
+                        clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)
+    print(dataset.summary(), flush=True)
+    result = {
+        "status": "running", "seed": cfg.seed, "config_sha256": config_sha256(cfg),
+        "versions": versions(), "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
+        "model": type(model).__name__, "data": d.name, "conv_backend": cfg.conv_backend,
+    }
+    write_json(run_dir / "result.json", result)
+    try:
+        state, history = fit(
+            model, dataset, tx, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
+            eval_every=t.eval_every, seed=cfg.seed, run_dir=run_dir, checkpoint_every=t.checkpoint_every,
+            keep_checkpoints=t.keep_checkpoints, resume=t.resume, progress=t.progress,
+            augment_shift=d.augment_shift, augment_flip=d.augment_flip, label_smoothing=t.label_smoothing,
+        )
+        test = evaluate(state, dataset.x_test, dataset.y_test)
+        steps = int(state.step)
+        history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), t.batch_size),
+                    split="test", images_per_s="", **test)
+        _write_metrics(run_dir / "metrics.csv", history.rows)
+        if t.plots:
+            plot_learning_curves(run_dir)
+            variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+            plot_filters(state.params, run_dir / "filters.png")
+            plot_feature_maps(model, variables, dataset.x_test[0], run_dir / "feature_maps.png")
+        val = history.last("val")
+        result.update(
+            status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],
+            val_accuracy=val["accuracy"] if val else None, steps=steps,
+            params_sha256=params_sha256(state.params), wall_seconds=time.perf_counter() - start,
+        )
+    except BaseException as err:
+        result.update(status="failed", error=f"{type(err).__name__}: {err}", wall_seconds=time.perf_counter() - start)
+        write_json(run_dir / "result.json", result)
+        raise
+    write_json(run_dir / "result.json", result)
+    print(f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) after "
+          f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}", flush=True)
+    return result
+
+
+def _task(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from jaxconv.data import DataError
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        result = train(cfg, run_dir)
+    except (ConfigError, DataError) as err:
+        print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return float(result["test_accuracy"])
+
+
+def main() -> None:
+    """Console entry point (``jaxconv-train``, ``python -m jaxconv``)."""
+    import hydra
+
+    register()
+    hydra.main(version_base="1.3", config_path="../conf", config_name="config")(_task)()
+
+
+if __name__ == "__main__":
+    main()

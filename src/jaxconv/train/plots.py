@@ -1,0 +1,100 @@
+"""Pictures of a trained model: first-layer filters and feature maps."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from jaxconv import nn as jnn  # noqa: E402
+
+
+def first_conv_kernel(params) -> np.ndarray | None:
+    """The first convolution kernel (creation order): ``(*k, C_in, C_out)``, or None."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if jax.tree_util.keystr(path).endswith("['kernel']") and np.ndim(leaf) >= 3:
+            return np.asarray(leaf)
+    return None
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 8)
+    return math.ceil(n / cols), cols
+
+
+def plot_filters(params, out: Path, max_filters: int = 32) -> Path | None:
+    """First-layer kernels: images for 2-D kernels (input channel mean), curves for 1-D."""
+    kernel = first_conv_kernel(params)
+    if kernel is None:
+        return None
+    k = kernel.mean(axis=-2)  # (*k, C_out)
+    count = min(k.shape[-1], max_filters)
+    rows, cols = _grid(count)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= count:
+            ax.axis("off")
+            continue
+        f = k[..., i]
+        if f.ndim == 1:
+            ax.plot(f, lw=1.5)
+            ax.axhline(0, color="grey", lw=0.5)
+        else:
+            lim = np.abs(f).max() or 1.0
+            ax.imshow(f.reshape(f.shape[0], -1), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(str(i), fontsize=7)
+    fig.suptitle(f"first-layer filters {tuple(kernel.shape)}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_feature_maps(model, variables, example: np.ndarray, out: Path, max_maps: int = 32) -> Path | None:
+    """Activations of the first conv layer for one example (curves in 1-D, images in 2-D)."""
+    def is_conv(module, method_name):
+        return isinstance(module, jnn.Conv) and method_name == "__call__"
+
+    _, state = model.apply(variables, jnp.asarray(example[None]), train=False,
+                           capture_intermediates=is_conv, mutable=["intermediates"])
+    found = [leaf for leaf in jax.tree_util.tree_leaves(state["intermediates"]) if np.ndim(leaf) >= 3]
+    if not found:
+        return None
+    maps = np.asarray(found[0][0])  # (*spatial, C)
+    count = min(maps.shape[-1], max_maps)
+    rows, cols = _grid(count + 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    src = example[..., 0]
+    for ax in flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if src.ndim == 1:
+        flat[0].plot(src, color="black")
+    else:
+        flat[0].imshow(src, cmap="gray")
+    flat[0].set_title("input", fontsize=7)
+    for i in range(count):
+        ax = flat[i + 1]
+        m = maps[..., i]
+        if m.ndim == 1:
+            ax.plot(m, lw=1)
+        else:
+            ax.imshow(m, cmap="viridis")
+        ax.set_title(str(i), fontsize=7)
+    for ax in flat[count + 1 :]:
+        ax.axis("off")
+    fig.suptitle(f"first conv layer activations, shape {tuple(maps.shape)}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
