@@ -107,7 +107,7 @@ def _split_validation(x, y, fraction: float, seed: int):
         raise ValueError(f"`val_fraction` (={fraction}) must be in [0, 1)")
     n_val = int(round(len(x) * fraction))
     order = np.random.default_rng([seed, 0xDA7A]).permutation(len(x))
-    val, train = order[:n_val], order[n_val:]
+    val, train = order[:n_val], np.sort(order[n_val:])  # train keeps the file order
     return x[train], y[train], x[val], y[val]
 
 

@@ -72,7 +72,7 @@ def _reduce_lax(x, init, op, g: _Geometry):
     n = x.ndim - 2
     return lax.reduce_window(
         x,
-        jnp.asarray(init, x.dtype),
+        np.array(init, x.dtype),  # a concrete constant: lax picks its differentiable monoid reducers
         op,
         (1, *g.window, 1),
         (1, *g.strides, 1),

@@ -1,0 +1,110 @@
+"""fit / evaluate / checkpoints / optimizers on small real problems."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxconv import models
+from jaxconv.data import load_dataset
+from jaxconv.train import Checkpoints, evaluate, fit, make_optimizer, make_schedule, params_sha256
+from jaxconv.train.optim import OPTIMIZERS, SCHEDULES
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", val_fraction=0.1)
+
+
+def test_digits_cnn_reaches_a_real_accuracy(digits, tmp_path):
+    model = models.CNN(channels=(16, 32), kernel_size=(3, 3), pool="max", norm="batch")
+    steps = 300
+    opt = make_optimizer("adamw", make_schedule("one_cycle", 1e-2, steps), weight_decay=1e-4)
+    state, history = fit(model, digits, opt, max_steps=steps, batch_size=64, eval_every=100,
+                         run_dir=tmp_path, progress=False, augment_shift=1)
+    test = evaluate(state, digits.x_test, digits.y_test)
+    assert test["accuracy"] >= 0.95, test
+    assert [r["step"] for r in history.split("val")] == [100, 200, 300]
+    assert history.split("val")[-1]["accuracy"] >= 0.93
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == "step,epoch,split,loss,accuracy,images_per_s"
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").iterdir() if p.name.isdigit()) == ["100", "200", "300"]
+    assert [p.name for p in (tmp_path / "checkpoints" / "best").iterdir() if p.name.isdigit()]
+
+
+def test_evaluate_known_values():
+    model = models.LogisticRegression(num_classes=10)
+    data = load_dataset("digits", val_fraction=0.0)
+    state, _ = fit(model, data, optax.sgd(0.0), max_steps=1, batch_size=8, progress=False)
+    zero = jax.tree.map(jnp.zeros_like, state.params)
+    result = evaluate(state.replace(params=zero), data.x_test, data.y_test, batch_size=7)
+    np.testing.assert_allclose(result["loss"], np.log(10), rtol=1e-6)  # uniform logits
+    np.testing.assert_allclose(result["accuracy"], np.mean(data.y_test == 0))  # argmax picks 0
+
+
+def test_same_seed_same_parameters_different_seed_different(digits):
+    def run(seed):
+        model = models.CNN(channels=(8,), kernel_size=(3, 3), dropout=0.2)
+        state, _ = fit(model, digits, optax.adam(1e-3), max_steps=15, batch_size=32, seed=seed,
+                       progress=False, augment_shift=1)
+        return params_sha256(state.params)
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_resume_continues_from_the_checkpoint(digits, tmp_path):
+    model = models.CNN(channels=(8,), kernel_size=(3, 3))
+    opt = make_optimizer("momentum", make_schedule("cosine", 0.05, 40))
+    full, _ = fit(model, digits, opt, max_steps=40, batch_size=32, eval_every=10, progress=False,
+                  augment_shift=1)
+    first, _ = fit(model, digits, opt, max_steps=20, batch_size=32, eval_every=10, run_dir=tmp_path,
+                   progress=False, augment_shift=1)
+    assert int(first.step) == 20
+    resumed, history = fit(model, digits, opt, max_steps=40, batch_size=32, eval_every=10,
+                           run_dir=tmp_path, resume=True, progress=False, augment_shift=1)
+    assert int(resumed.step) == 40
+    assert [r["step"] for r in history.split("val")] == [10, 20, 30, 40]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), resumed.params, full.params)
+
+
+def test_checkpoint_round_trip(digits, tmp_path):
+    model = models.CNN(channels=(4,), kernel_size=(3, 3))
+    state, _ = fit(model, digits, optax.adam(1e-3), max_steps=3, batch_size=16, progress=False)
+    ckpt = Checkpoints(tmp_path, keep=2)
+    ckpt.save(state, metric=0.5)
+    fresh, _ = fit(model, digits, optax.adam(1e-3), max_steps=1, batch_size=16, seed=9, progress=False)
+    restored = ckpt.restore(fresh)
+    assert int(restored.step) == 3
+    assert params_sha256(restored.params) == params_sha256(state.params)
+    ckpt.close()
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_lowers_the_loss(name, digits):
+    lr = 1e-2 if name.startswith("adam") else 5e-2
+    opt = make_optimizer(name, make_schedule("constant", lr, 100), weight_decay=1e-4, clip_norm=1.0)
+    model = models.LogisticRegression()
+    state, history = fit(model, digits, opt, max_steps=60, batch_size=64, eval_every=20, progress=False)
+    losses = [r["loss"] for r in history.split("val")]
+    assert losses[-1] < losses[0] < np.log(10) + 0.5
+
+
+def test_schedules_shapes():
+    peak = 0.1
+    values = {name: [float(make_schedule(name, peak, 100)(s)) for s in (0, 5, 30, 99)] for name in SCHEDULES}
+    assert values["constant"] == [peak] * 4
+    assert values["cosine"][0] == pytest.approx(peak) and values["cosine"][-1] < 1e-3
+    assert values["warmup_cosine"][0] == 0.0 and values["warmup_cosine"][1] == pytest.approx(peak, rel=1e-6)
+    assert values["one_cycle"][0] < peak / 10 and values["one_cycle"][-1] < peak / 100
+    with pytest.raises(ValueError, match="`optimizer.lr` \\(=-1\\) must be > 0"):
+        make_schedule("constant", -1, 10)
+    with pytest.raises(ValueError, match="`schedule.name` \\(='linear'\\)"):
+        make_schedule("linear", 0.1, 10)
+    with pytest.raises(ValueError, match="`optimizer.name` \\(='lion'\\)"):
+        make_optimizer("lion", make_schedule("constant", 0.1, 10))
+
+
+def test_fit_rejects_bad_sizes(digits):
+    with pytest.raises(ValueError, match="`batch_size` \\(=0\\) must be >= 1"):
+        fit(models.LogisticRegression(), digits, optax.sgd(0.1), batch_size=0)
