@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: the main job (for now a short demo of the primitives and backends)
+## run: train the default CNN on MNIST-1D (jaxconv-train with no arguments)
 run: $(STAMP)
-	$(BIN)/python -m jaxconv
+	$(BIN)/jaxconv-train
 
 ## test: the whole suite, slow property runs included (what CI runs)
 test: $(STAMP)

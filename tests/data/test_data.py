@@ -6,8 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from jaxconv.data import DataError, augment, batch_indices, epoch_order, load_dataset
-from jaxconv.data import files
+from jaxconv.data import DataError, augment, batch_indices, epoch_order, files, load_dataset
 from jaxconv.data.batching import random_shift
 
 

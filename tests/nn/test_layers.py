@@ -3,7 +3,6 @@
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import jaxconv

@@ -64,7 +64,6 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
     conv_backend: str = "auto"
-    name: str = "run"
 
 
 def register() -> None:

@@ -37,3 +37,12 @@ def normalize(x: jnp.ndarray, kind: str, train: bool, name: str | None = None, m
     if kind == "none":
         return x
     raise ValueError(f"`norm` (={kind!r}) must be one of {NORMS}")
+
+
+def expect_rank(x: jnp.ndarray, spatial: int, model: str) -> None:
+    """Models take batched channels-last input: ``(N, *spatial, C)``, never unbatched."""
+    if x.ndim != spatial + 2:
+        raise ValueError(
+            f"{model} with {spatial}-D kernels expects input of rank {spatial + 2} "
+            f"(N, *spatial, C); got shape {tuple(x.shape)}"
+        )

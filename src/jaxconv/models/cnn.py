@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxconv import nn as jnn
-from jaxconv.models._blocks import activation, normalize
+from jaxconv.models._blocks import activation, expect_rank, normalize
 
 HEADS = ("global_avg", "global_max", "flatten")
 POOLS = ("max", "avg", "none")
@@ -102,6 +102,7 @@ class CNN(nn.Module):
         act = activation(self.activation)
         n_layers = len(self.channels)
         kernels = _kernels(self.kernel_size, n_layers)
+        expect_rank(x, len(kernels[0]), "CNN")
         strides = _per_layer(self.strides, n_layers, "strides")
         for i, (features, ks, st) in enumerate(zip(self.channels, kernels, strides)):
             x = jnn.Conv(
@@ -138,6 +139,7 @@ class MNIST1DCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        expect_rank(x, 1, "MNIST1DCNN")
         for ks in (5, 3, 3):
             x = nn.relu(jnn.Conv(self.channels, (ks,), strides=2, padding=1, backend=self.conv_backend)(x))
         return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
@@ -158,6 +160,7 @@ class LeNet5(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        expect_rank(x, 2, "LeNet5")
         act = activation(self.activation)
         for features in (6, 16):
             x = act(jnn.Conv(features, (5, 5), padding=self.padding, backend=self.conv_backend)(x))
@@ -185,6 +188,7 @@ class DepthwiseSeparableCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         act = activation(self.activation)
         ks = _kernels(self.kernel_size, 1)[0]
+        expect_rank(x, len(ks), "DepthwiseSeparableCNN")
         ones = (1,) * len(ks)
         x = act(normalize(jnn.Conv(self.stem, ks, use_bias=False, backend=self.conv_backend)(x), self.norm, train))
         strides = _per_layer(self.strides, len(self.channels), "strides")

@@ -1,0 +1,148 @@
+"""The Hydra application: every config composes and instantiates; the CLI runs end to
+end; bad values fail in one line before training."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from jaxconv.app.config import register
+from jaxconv.app.train import ConfigError, build_model, check_model_fits, train, validate
+
+CONF = Path(__file__).resolve().parents[2] / "src" / "jaxconv" / "conf"
+INPUT_SHAPES = {"mnist1d": (40, 1), "digits": (8, 8, 1), "shapes": (16, 16, 1), "mnist": (28, 28, 1),
+                "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+ONE_D_MODELS = {"cnn1d", "mnist1d_cnn", "logreg", "mlp"}
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def hydra_compose():
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="jaxconv.conf", version_base="1.3"):
+        yield lambda overrides=(): compose("config", overrides=list(overrides), return_hydra_config=False)
+    GlobalHydra.instance().clear()
+
+
+def fits(cfg, shape):
+    model = build_model(cfg, num_classes=10)
+    check_model_fits(model, np.zeros((1, *shape), np.float32))
+    return model
+
+
+def test_default_config(hydra_compose):
+    cfg = hydra_compose()
+    assert cfg.data.name == "mnist1d" and cfg.conv_backend == "auto"
+    assert cfg.model._target_ == "jaxconv.models.CNN"
+    for key in ("epochs", "max_steps", "batch_size", "eval_every", "checkpoint_every", "resume", "progress"):
+        assert key in cfg.trainer
+    validate(cfg)
+    fits(cfg, INPUT_SHAPES["mnist1d"])
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_instantiates(hydra_compose, experiment):
+    cfg = hydra_compose([f"experiment={experiment}"])
+    validate(cfg)
+    model = fits(cfg, INPUT_SHAPES[cfg.data.name])
+    assert model.conv_backend == "auto"
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_config_instantiates(hydra_compose, model):
+    data = "mnist1d" if model in ONE_D_MODELS else "digits"
+    cfg = hydra_compose([f"model={model}", f"data={data}", "conv_backend=window"])
+    instance = fits(cfg, INPUT_SHAPES[data] if model not in {"vgg", "resnet18"} else (16, 16, 3))
+    assert instance.conv_backend == "window"
+
+
+@pytest.mark.parametrize("group", ["data", "optimizer", "schedule", "trainer"])
+def test_every_group_option_composes(hydra_compose, group):
+    for option in options(group):
+        cfg = hydra_compose([f"{group}={option}"])
+        validate(cfg)
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_wrong_type_and_unknown_key_are_rejected_by_hydra(hydra_compose):
+    from hydra.errors import ConfigCompositionException as HydraComposition
+
+    with pytest.raises(HydraComposition, match="trainer.epochs"):
+        hydra_compose(["trainer.epochs=many"])
+    with pytest.raises(HydraComposition, match="epochz"):
+        hydra_compose(["trainer.epochz=3"])
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.lr=0"], "optimizer.lr \\(=0.0\\) must be > 0"),
+        (["trainer.batch_size=0"], "trainer.batch_size \\(=0\\) must be >= 1"),
+        (["conv_backend=cudnn"], "conv_backend \\(='cudnn'\\) must be one of"),
+        (["model=cnn2d"], "model CNN does not fit inputs of shape \\(40, 1\\)"),
+        (["model.kernel_size=64", "model.padding=VALID"], "kernel` \\(effective size 64 with dilation\\) is larger than the padded input \\(size 40\\)"),
+    ],
+)
+def test_wrong_values_fail_before_training(hydra_compose, tmp_path, overrides, message):
+    cfg = hydra_compose(overrides)
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_train_function_without_the_cli(hydra_compose, tmp_path):
+    cfg = hydra_compose(["experiment=shapes_cnn", "trainer.max_steps=40", "trainer.eval_every=20",
+                         "data.options.num_train=200", "data.options.num_test=100", "trainer.progress=false"])
+    result = train(cfg, tmp_path)
+    assert result["status"] == "ok" and result["steps"] == 40
+    assert result["test_accuracy"] > 0.4  # 4 classes: well above chance after 40 steps
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["params_sha256"] == result["params_sha256"]
+    for name in ("metrics.csv", "learning_curves.png", "filters.png", "feature_maps.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def _cli(args, cwd, timeout=300):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "jaxconv", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _cli(["trainer.max_steps=30", "trainer.eval_every=15", "model.channels=[8,8]",
+                 "model.strides=[1,2]", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "ok" and result["steps"] == 30 and result["seed"] == 0
+    assert len(result["params_sha256"]) == 64 and len(result["config_sha256"]) == 64
+    assert {"python", "jax", "jaxlib", "flax", "optax"} <= set(result["versions"])
+    assert result["device"] and result["wall_seconds"] > 0
+    for name in ("learning_curves.png", "filters.png", "feature_maps.png", "metrics.csv", ".hydra/config.yaml"):
+        assert (run_dir / name).exists(), name
+    assert (run_dir / "checkpoints" / "last" / "30").is_dir()
+    assert "test accuracy" in proc.stdout
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,split,loss,accuracy,images_per_s"
+    assert [r.split(",")[2] for r in rows[1:]] == ["train", "val", "train", "val", "test"]
+
+
+def test_cli_bad_value_is_one_line_and_nonzero(tmp_path):
+    proc = _cli(["optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "jaxconv-train: error: optimizer.lr (=-1.0) must be > 0"
+    assert "Traceback" not in proc.stderr
+    bad_type = _cli(["trainer.batch_size=big"], cwd=tmp_path)
+    assert bad_type.returncode != 0 and "trainer.batch_size" in bad_type.stderr
+    assert "Traceback" not in bad_type.stderr
