@@ -125,7 +125,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     from jaxconv.train.plots import plot_feature_maps, plot_filters
 
     start = time.perf_counter()
-    for noisy in ("absl", "orbax"):  # orbax logs every save at INFO
+    for noisy in ("absl", "orbax", "jax._src.xla_bridge"):  # INFO chatter: saves, TPU probing
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
