@@ -108,3 +108,17 @@ def test_schedules_shapes():
 def test_fit_rejects_bad_sizes(digits):
     with pytest.raises(ValueError, match="`batch_size` \\(=0\\) must be >= 1"):
         fit(models.LogisticRegression(), digits, optax.sgd(0.1), batch_size=0)
+
+
+def test_plots_for_conv_and_conv_free_models(digits, tmp_path):
+    from jaxconv.train.plots import plot_feature_maps, plot_filters
+
+    for model in (models.CNN(channels=(4,), kernel_size=(3, 3)), models.LogisticRegression()):
+        state, _ = fit(model, digits, optax.sgd(0.1), max_steps=2, batch_size=16, progress=False)
+        variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+        filters = plot_filters(state.params, tmp_path / "f.png")
+        maps = plot_feature_maps(model, variables, digits.x_test[0], tmp_path / "m.png")
+        if isinstance(model, models.CNN):
+            assert filters.stat().st_size > 0 and maps.stat().st_size > 0
+        else:
+            assert filters is None and maps is None  # nothing to draw, and no error

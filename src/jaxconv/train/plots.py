@@ -66,7 +66,7 @@ def plot_feature_maps(model, variables, example: np.ndarray, out: Path, max_maps
 
     _, state = model.apply(variables, jnp.asarray(example[None]), train=False,
                            capture_intermediates=is_conv, mutable=["intermediates"])
-    found = [leaf for leaf in jax.tree_util.tree_leaves(state["intermediates"]) if np.ndim(leaf) >= 3]
+    found = [leaf for leaf in jax.tree_util.tree_leaves(state.get("intermediates", {})) if np.ndim(leaf) >= 3]
     if not found:
         return None
     maps = np.asarray(found[0][0])  # (*spatial, C)
