@@ -113,6 +113,18 @@ def test_train_function_without_the_cli(hydra_compose, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
+def test_rerun_into_a_used_directory_keeps_what_is_there(hydra_compose, tmp_path):
+    overrides = ["experiment=shapes_cnn", "trainer.max_steps=4", "trainer.eval_every=2",
+                 "data.options.num_train=64", "data.options.num_test=16", "trainer.plots=false"]
+    first = train(hydra_compose(overrides), tmp_path)
+    before = (tmp_path / "result.json").read_text()
+    with pytest.raises(FileExistsError, match="already holds checkpoints: pass resume=True"):
+        train(hydra_compose(overrides + ["seed=1"]), tmp_path)
+    assert (tmp_path / "result.json").read_text() == before
+    resumed = train(hydra_compose(overrides + ["trainer.resume=true", "trainer.max_steps=6"]), tmp_path)
+    assert resumed["steps"] == 6 and first["steps"] == 4
+
+
 def _cli(args, cwd, timeout=300):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.run([sys.executable, "-m", "jaxconv", *args], cwd=cwd, env=env,

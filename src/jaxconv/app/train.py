@@ -121,7 +121,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     from jaxconv.data.batching import steps_per_epoch
     from jaxconv.report import plot_learning_curves
     from jaxconv.train import evaluate, fit, make_optimizer, make_schedule, params_sha256
-    from jaxconv.train.loop import _write_metrics
+    from jaxconv.train.loop import _write_metrics, refuse_to_overwrite
     from jaxconv.train.plots import plot_feature_maps, plot_filters
 
     start = time.perf_counter()
@@ -130,6 +130,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     validate(cfg)
+    if not cfg.trainer.resume:
+        refuse_to_overwrite(run_dir)
     d, t = cfg.data, cfg.trainer
     dataset = load_dataset(
         d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, seed=cfg.seed,
@@ -190,7 +192,7 @@ def _task(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = train(cfg, run_dir)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, FileExistsError) as err:
         print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     return float(result["test_accuracy"])

@@ -74,6 +74,16 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def refuse_to_overwrite(run_dir: Path) -> None:
+    """A run directory that already holds checkpoints is continued, never overwritten."""
+    existing = run_dir / "checkpoints" / "last"
+    if existing.is_dir() and any(p.name.isdigit() for p in existing.iterdir()):
+        raise FileExistsError(
+            f"run directory {run_dir} already holds checkpoints: pass resume=True "
+            "(trainer.resume=true) to continue it, or choose another directory"
+        )
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
@@ -123,6 +133,8 @@ def fit(
     if total < 1:
         raise ValueError(f"training must take at least one step (epochs={epochs}, max_steps={max_steps})")
     eval_every = eval_every or per_epoch
+    if run_dir is not None and not resume:
+        refuse_to_overwrite(Path(run_dir))
     state = create_state(model, data.x_train, optimizer, seed)
     history = History()
     run_dir = Path(run_dir) if run_dir is not None else None
