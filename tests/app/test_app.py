@@ -158,3 +158,28 @@ def test_cli_bad_value_is_one_line_and_nonzero(tmp_path):
     bad_type = _cli(["trainer.batch_size=big"], cwd=tmp_path)
     assert bad_type.returncode != 0 and "trainer.batch_size" in bad_type.stderr
     assert "Traceback" not in bad_type.stderr
+
+
+@pytest.mark.slow
+def test_non_editable_install_ships_the_configs(tmp_path):
+    """A wheel (not the source tree) composes the default config from any directory."""
+    root = Path(__file__).resolve().parents[2]
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(root)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next(wheel_dir.glob("jaxconv-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    code = (
+        "import jaxconv, sys; assert jaxconv.__file__.startswith(sys.argv[1]), jaxconv.__file__\n"
+        "from hydra import compose, initialize_config_module\n"
+        "from jaxconv.app.config import register; register()\n"
+        "with initialize_config_module('jaxconv.conf', version_base='1.3'):\n"
+        "    cfg = compose('config', overrides=['experiment=digits_cnn'])\n"
+        "print(cfg.data.name, cfg.model._target_)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["digits", "jaxconv.models.CNN"]

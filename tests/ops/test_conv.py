@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import jaxconv
@@ -194,3 +194,11 @@ def test_pad_function_matches_numpy(rng):
     mixed = jaxconv.pad(np.moveaxis(x, -1, 1), 1, mode=("reflect", "circular"), layout="channels_first")
     ref = np.pad(np.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)), "reflect"), ((0, 0), (0, 0), (1, 1), (0, 0)), "wrap")
     np.testing.assert_array_equal(np.asarray(mixed), np.moveaxis(ref, -1, 1))
+
+
+@pytest.mark.slow
+@settings(max_examples=100)
+@given(conv_cases())
+def test_conv_matches_reference_long_run(c):
+    """The same property over many more cases (run in CI; skip with -m 'not slow')."""
+    test_conv_matches_reference_on_every_backend.hypothesis.inner_test(c)
