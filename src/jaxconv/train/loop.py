@@ -74,6 +74,51 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+class _Window:
+    """Per-step training metrics since the last evaluation, in a fixed-size buffer that
+    is checkpointed with the state: a resumed run averages exactly what an uninterrupted
+    one would."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.reset()
+
+    def reset(self) -> None:
+        self.pending: list[dict] = []
+        self.loss = np.zeros(self.size, np.float32)
+        self.accuracy = np.zeros(self.size, np.float32)
+        self.count = 0
+        self.images = 0
+
+    def add(self, metrics: dict, images: int) -> None:
+        self.pending.append(metrics)
+        self.images += images
+
+    def _flush(self) -> None:
+        for m in jax.device_get(self.pending):
+            self.loss[self.count] = m["loss"]
+            self.accuracy[self.count] = m["accuracy"]
+            self.count += 1
+        self.pending = []
+
+    def means(self) -> tuple[float, float]:
+        self._flush()
+        k = self.count
+        return float(np.mean(self.loss[:k], dtype=np.float64)), float(np.mean(self.accuracy[:k], dtype=np.float64))
+
+    def extras(self) -> dict:
+        self._flush()
+        return {"window_loss": self.loss.copy(), "window_accuracy": self.accuracy.copy(),
+                "window_count": np.array([self.count], np.int32)}
+
+    def load(self, extras: dict | None) -> None:
+        if extras is None:
+            return
+        self.loss = np.asarray(extras["window_loss"], np.float32).copy()
+        self.accuracy = np.asarray(extras["window_accuracy"], np.float32).copy()
+        self.count = int(np.asarray(extras["window_count"])[0])
+
+
 def refuse_to_overwrite(run_dir: Path) -> None:
     """A run directory that already holds checkpoints is continued, never overwritten."""
     existing = run_dir / "checkpoints" / "last"
@@ -139,8 +184,10 @@ def fit(
     history = History()
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = Checkpoints(run_dir, keep_checkpoints) if run_dir is not None else None
+    window = _Window(eval_every)
     if resume and ckpt is not None and ckpt.latest_step() is not None:
-        state = ckpt.restore(state)
+        state, extras = ckpt.restore(state)
+        window.load(extras)
         metrics_path = run_dir / "metrics.csv"
         if metrics_path.exists():
             history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
@@ -150,38 +197,36 @@ def fit(
     start = int(state.step)
     show = progress and sys.stderr.isatty()
     bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True, desc=data.name)
-    window_loss, window_acc, window_count = [], [], 0
-    window_start = time.perf_counter()
+    clock = time.perf_counter()
     for step in range(start, total):
         epoch, in_epoch = divmod(step, per_epoch)
         idx = batch_indices(n, batch_size, seed, epoch, in_epoch)
         xb = augment(data.x_train[idx], shift=augment_shift, flip=augment_flip, seed=seed, step=step)
         state, metrics = train_step(state, jnp.asarray(xb), jnp.asarray(data.y_train[idx]))
-        window_loss.append(metrics["loss"])
-        window_acc.append(metrics["accuracy"])
-        window_count += len(idx)
+        window.add(metrics, len(idx))
         done = step + 1
         if done % 25 == 0 or done == total:
             bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{float(metrics['accuracy']):.3f}",
-                            img_s=f"{window_count / (time.perf_counter() - window_start):.0f}")
+                            img_s=f"{window.images / max(time.perf_counter() - clock, 1e-9):.0f}")
         bar.update(1)
-        if done % eval_every == 0 or done == total:
-            seconds = time.perf_counter() - window_start
-            speed = window_count / seconds if seconds > 0 else float("nan")
-            ep = done / per_epoch
-            history.add(step=done, epoch=int(ep), split="train", loss=float(np.mean(jax.device_get(window_loss))),
-                        accuracy=float(np.mean(jax.device_get(window_acc))), images_per_s=speed)
+        at_eval = done % eval_every == 0 or done == total
+        at_checkpoint = checkpoint_every is None and at_eval or bool(checkpoint_every) and done % checkpoint_every == 0
+        if at_eval:
+            seconds = time.perf_counter() - clock
+            loss, accuracy = window.means()
+            history.add(step=done, epoch=done // per_epoch, split="train", loss=loss, accuracy=accuracy,
+                        images_per_s=window.images / seconds if seconds > 0 else float("nan"))
             val = evaluate(state, data.x_val, data.y_val) if len(data.x_val) else None
             if val is not None:
-                history.add(step=done, epoch=int(ep), split="val", images_per_s="", **val)
+                history.add(step=done, epoch=done // per_epoch, split="val", images_per_s="", **val)
+            window.reset()
+            clock = time.perf_counter()
             if ckpt is not None:
                 _write_metrics(run_dir / "metrics.csv", history.rows)
-                if checkpoint_every is None or done % checkpoint_every == 0 or done == total:
-                    ckpt.save(state, metric=val["accuracy"] if val else None)
-            window_loss, window_acc, window_count = [], [], 0
-            window_start = time.perf_counter()
-        elif ckpt is not None and checkpoint_every and done % checkpoint_every == 0:
-            ckpt.save(state)
+        if ckpt is not None and (at_checkpoint or done == total):
+            val_row = history.last("val")
+            metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
+            ckpt.save(state, metric=metric, extras=window.extras())
     bar.close()
     if ckpt is not None:
         ckpt.close()
