@@ -90,8 +90,55 @@ def check_model_fits(model, example) -> None:
                           f"{tuple(example.shape[1:])}: {first}") from err
 
 
+#: Keys that control how a run is carried out, not what it computes: left out of the hash.
+RUN_CONTROL_KEYS = ("resume", "progress", "plots")
+
+
 def config_sha256(cfg: DictConfig) -> str:
-    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True).encode()).hexdigest()
+    """SHA-256 of the resolved config, without the run-control keys (resume, progress,
+    plots): a resumed or re-run job has the same hash as the original."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container = {k: v for k, v in container.items() if k != "hydra"}
+    container["trainer"] = {k: v for k, v in container.get("trainer", {}).items() if k not in RUN_CONTROL_KEYS}
+    return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def git_state(start: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout holding ``start`` (None outside a checkout)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=start, capture_output=True, text=True, timeout=10)
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        return {"commit": commit.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+
+
+def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """What a rerun needs: config hash, overrides, versions, XLA/JAX settings, device, git."""
+    import jax
+
+    from jaxconv.app import jax_env
+
+    flags = {name: getattr(jax.config, name) for name in (
+        "jax_enable_x64", "jax_default_matmul_precision", "jax_platforms", "jax_default_prng_impl",
+        "jax_threefry_partitionable") if hasattr(jax.config, name)}
+    package_dir = Path(__file__).resolve().parent
+    return {
+        "config_sha256": config_sha256(cfg), "overrides": overrides, "versions": versions(),
+        "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                                                  "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS")},
+        "xla_flags_at_backend_start": jax_env.flags_at_start(),
+        "jax_config": flags, "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
+        "device_count": jax.device_count(), "cwd": os.getcwd(), "argv": sys.argv,
+        "git": git_state(Path.cwd()), "git_package": git_state(package_dir),
+    }
 
 
 def versions() -> dict[str, str]:
@@ -113,10 +160,15 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train, evaluate, checkpoint and plot one run into ``run_dir``; return result.json's dict."""
+def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict:
+    """Train, evaluate, checkpoint and plot one run into ``run_dir``; return result.json's dict.
+
+    Writes ``provenance.json`` (what a rerun needs) and ``result.json`` (status "running",
+    then "ok" or "failed" with the error) atomically.
+    """
     import jax
 
+    from jaxconv.app import jax_env
     from jaxconv.data import load_dataset
     from jaxconv.data.batching import steps_per_epoch
     from jaxconv.report import plot_learning_curves
@@ -124,6 +176,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     from jaxconv.train.loop import _write_metrics, refuse_to_overwrite
     from jaxconv.train.plots import plot_feature_maps, plot_filters
 
+    jax_env.note_start()
     start = time.perf_counter()
     for noisy in ("absl", "orbax", "jax._src.xla_bridge"):  # INFO chatter: saves, TPU probing
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -145,10 +198,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     tx = make_optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
                         clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)
     print(dataset.summary(), flush=True)
+    write_json(run_dir / "provenance.json", provenance(cfg, list(overrides or [])))
     result = {
         "status": "running", "seed": cfg.seed, "config_sha256": config_sha256(cfg),
         "versions": versions(), "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
         "model": type(model).__name__, "data": d.name, "conv_backend": cfg.conv_backend,
+        "overrides": list(overrides or []),
     }
     write_json(run_dir / "result.json", result)
     try:
@@ -184,18 +239,69 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     return result
 
 
+def objective(result: dict) -> float:
+    """What a sweeper maximises: validation accuracy, or test accuracy without a val split."""
+    value = result.get("val_accuracy")
+    return float(value if value is not None else result.get("test_accuracy", float("nan")))
+
+
+def _previous_result(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _record_failure(run_dir: Path, cfg: DictConfig, overrides: list[str], err: BaseException) -> None:
+    """Every job directory ends self-describing, also when the job failed before training."""
+    result = _previous_result(run_dir) or {}
+    if result.get("status") == "failed":
+        return
+    result.update(status="failed", error=f"{type(err).__name__}: {err}", overrides=overrides,
+                  seed=cfg.get("seed"))
+    try:
+        result.setdefault("config_sha256", config_sha256(cfg))
+    except Exception:  # an unresolvable config is itself the error being recorded
+        pass
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "result.json", result)
+
+
 def _task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from jaxconv.data import DataError
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
+        previous = _previous_result(run_dir)
+        if previous and previous.get("status") == "ok" and previous.get("config_sha256") == config_sha256(cfg):
+            print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
+            return objective(previous)
+        if previous is not None:  # failed or interrupted: continue from its checkpoints
+            cfg.trainer.resume = True
     try:
-        result = train(cfg, run_dir)
-    except (ConfigError, DataError, FileExistsError) as err:
+        return objective(train(cfg, run_dir, overrides))
+    except FileExistsError as err:  # never touch a directory that holds another run
         print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
+        if multirun:
+            return float("nan")
         sys.exit(2)
-    return float(result["test_accuracy"])
+    except Exception as err:
+        _record_failure(run_dir, cfg, overrides, err)
+        one_line = isinstance(err, (ConfigError, DataError))
+        if multirun:  # one failed job must not stop the sweep: its result.json says why
+            print(f"jaxconv-train: job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}",
+                  file=sys.stderr, flush=True)
+            return float("nan")
+        if one_line:
+            print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        raise
 
 
 def main() -> None:

@@ -1,0 +1,186 @@
+"""Summaries of a multirun directory: one row per configuration, mean ± std over seeds.
+
+Works from files alone (``.hydra/overrides.yaml``, ``result.json``, ``metrics.csv``), so
+it also summarises sweeps that crashed or were killed: a job without a result, or whose
+result says "running", counts as interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import yaml
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+METRICS = ("test_accuracy", "test_loss", "val_accuracy", "wall_seconds")
+IGNORED_KEYS = ("seed", "trainer.resume", "trainer.progress", "trainer.plots")
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: list[str]
+    result: dict
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        status = self.result.get("status")
+        return "interrupted" if status in (None, "running") else status
+
+    @property
+    def settings(self) -> set[str]:
+        return {o for o in self.overrides if o.split("=", 1)[0].lstrip("+~") not in IGNORED_KEYS
+                and not o.startswith("hydra.")}
+
+    config: str = ""  # the settings that vary across the sweep; set by collect_runs
+
+
+def _curve(metrics_csv: Path) -> list[tuple[int, float]]:
+    if not metrics_csv.exists():
+        return []
+    with open(metrics_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    split = "val" if any(r["split"] == "val" for r in rows) else "train"
+    return [(int(r["step"]), float(r["accuracy"])) for r in rows if r["split"] == split]
+
+
+def collect_runs(sweep_dir: str | Path) -> list[Run]:
+    """Every job directory under ``sweep_dir`` (those with ``.hydra/`` or ``result.json``)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
+    dirs = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
+    dirs |= {p.parent for p in sweep_dir.rglob("result.json")}
+    runs = []
+    for job in sorted(dirs, key=lambda p: (len(p.parts), str(p))):
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+        try:
+            result = json.loads((job / "result.json").read_text())
+        except (OSError, ValueError):
+            result = {}
+        overrides = overrides or result.get("overrides", [])
+        runs.append(Run(job, list(overrides), result, _curve(job / "metrics.csv")))
+    common = set.intersection(*(r.settings for r in runs)) if runs else set()
+    for run in runs:
+        run.config = " ".join(sorted(run.settings - common)) or "(all runs alike)"
+    return runs
+
+
+def common_settings(runs: list[Run]) -> list[str]:
+    return sorted(set.intersection(*(r.settings for r in runs))) if runs else []
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize_runs(runs: list[Run], metric: str = "test_accuracy") -> list[dict]:
+    """One row per distinct override set (seeds pooled)."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.config, []).append(run)
+    rows = []
+    for config, members in groups.items():
+        ok = [r for r in members if r.status == "ok"]
+        row = {"config": config, "runs": len(members), "ok": len(ok),
+               "failed": sum(r.status == "failed" for r in members),
+               "interrupted": sum(r.status == "interrupted" for r in members),
+               "seeds": " ".join(str(r.result.get("seed", "?")) for r in ok)}
+        for name in METRICS:
+            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std([r.result.get(name) for r in ok])
+        rows.append(row)
+    higher_is_better = not metric.endswith("loss") and metric != "wall_seconds"
+    scored = [r for r in rows if not math.isnan(r[f"{metric}_mean"])]
+    if scored:
+        best = (max if higher_is_better else min)(scored, key=lambda r: r[f"{metric}_mean"])
+        best["best"] = True
+    return rows
+
+
+def _fmt(mean: float, std: float, percent: bool) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if percent else f"{mean:.4g} ± {std:.2g}"
+
+
+def markdown(rows: list[dict], metric: str, common: list[str] = ()) -> str:
+    lines = [f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.", "","| config | test accuracy (%) | test loss | val accuracy (%) | wall s | ok / failed / interrupted | best |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {_fmt(r['test_accuracy_mean'], r['test_accuracy_std'], True)} | "
+            f"{_fmt(r['test_loss_mean'], r['test_loss_std'], False)} | "
+            f"{_fmt(r['val_accuracy_mean'], r['val_accuracy_std'], True)} | "
+            f"{_fmt(r['wall_seconds_mean'], r['wall_seconds_std'], False)} | "
+            f"{r['ok']} / {r['failed']} / {r['interrupted']} | {'**best**' if r.get('best') else ''} |")
+    lines.append("")
+    lines.append(f"mean ± std over the ok runs (seeds pooled); best by {metric}.")
+    return "\n".join(lines)
+
+
+def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4))
+    means = [r[f"{metric}_mean"] for r in rows]
+    stds = [r[f"{metric}_std"] for r in rows]
+    colors = ["tab:orange" if r.get("best") else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
+    ax.set_xticks(range(len(rows)), [r["config"].replace(" ", "\n") for r in rows], fontsize=7)
+    ax.set_ylabel(metric)
+    finite = [m - s for m, s in zip(means, stds) if not math.isnan(m)]
+    if finite and metric.endswith("accuracy"):
+        ax.set_ylim(max(0.0, min(finite) - 0.05), 1.0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{metric}: mean ± std over seeds")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(runs: list[Run], out: Path) -> None:
+    configs = sorted({r.config for r in runs})
+    cmap = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, config in enumerate(configs):
+        for j, run in enumerate(r for r in runs if r.config == config and r.curve):
+            steps, acc = zip(*run.curve)
+            ax.plot(steps, acc, color=cmap(i % 10), alpha=0.8, lw=1.2, label=config if j == 0 else None)
+    ax.set(xlabel="step", ylabel="validation accuracy (train if no val split)", title="learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def summarize(sweep_dir: str | Path, metric: str = "test_accuracy") -> tuple[list[dict], str]:
+    """Write summary.md, summary.csv, summary.png, curves.png into ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect_runs(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no job directories (with .hydra/ or result.json) under {sweep_dir}")
+    rows = summarize_runs(runs, metric)
+    table = markdown(rows, metric, common_settings(runs))
+    (sweep_dir / "summary.md").write_text(f"# Summary of {sweep_dir.name}\n\n{table}\n")
+    with open(sweep_dir / "summary.csv", "w", newline="") as handle:
+        fields = ["config", "runs", "ok", "failed", "interrupted", "seeds"] + [
+            f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["best"]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, False) for k in fields})
+    plot_summary(rows, sweep_dir / "summary.png", metric)
+    plot_curves(runs, sweep_dir / "curves.png")
+    return rows, table
