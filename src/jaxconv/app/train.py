@@ -187,7 +187,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         refuse_to_overwrite(run_dir)
     d, t = cfg.data, cfg.trainer
     dataset = load_dataset(
-        d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, seed=cfg.seed,
+        d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, split_seed=cfg.seed,
         limit_train=d.limit_train, download=d.download, **OmegaConf.to_container(d.options, resolve=True),
     )
     model = build_model(cfg, dataset.num_classes)
@@ -237,6 +237,11 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     print(f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) after "
           f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}", flush=True)
     return result
+
+
+#: What a failed job returns to the sweeper: the worst accuracy, which Optuna accepts
+#: (it refuses NaN), so a failed trial ranks last instead of stopping the search.
+FAILED_OBJECTIVE = float("-inf")
 
 
 def objective(result: dict) -> float:
@@ -289,7 +294,7 @@ def _task(cfg: DictConfig) -> float:
     except FileExistsError as err:  # never touch a directory that holds another run
         print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
         if multirun:
-            return float("nan")
+            return FAILED_OBJECTIVE
         sys.exit(2)
     except Exception as err:
         _record_failure(run_dir, cfg, overrides, err)
@@ -297,7 +302,7 @@ def _task(cfg: DictConfig) -> float:
         if multirun:  # one failed job must not stop the sweep: its result.json says why
             print(f"jaxconv-train: job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}",
                   file=sys.stderr, flush=True)
-            return float("nan")
+            return FAILED_OBJECTIVE
         if one_line:
             print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)

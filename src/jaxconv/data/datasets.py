@@ -57,7 +57,7 @@ def mnist1d(**overrides: Any):
     return (data["x"][..., None], data["y"], data["x_test"][..., None], data["y_test"])
 
 
-def digits(test_fraction: float = 0.2, split_seed: int = 0):
+def digits(test_fraction: float = 0.2, test_split_seed: int = 0):
     """scikit-learn's 8x8 digits (1797 images, 0..16), a fixed stratified test split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -65,7 +65,7 @@ def digits(test_fraction: float = 0.2, split_seed: int = 0):
     bunch = load_digits()
     x = bunch.images[..., None] / 16.0
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, bunch.target, test_size=test_fraction, stratify=bunch.target, random_state=split_seed
+        x, bunch.target, test_size=test_fraction, stratify=bunch.target, random_state=test_split_seed
     )
     return x_tr, y_tr, x_te, y_te
 
@@ -135,12 +135,12 @@ def load_dataset(
     root: str | Path = "~/.cache/jaxconv",
     val_fraction: float = 0.1,
     normalize: bool = True,
-    seed: int = 0,
+    split_seed: int = 0,
     limit_train: int | None = None,
     download: bool = True,
     **options: Any,
 ) -> Dataset:
-    """Load ``name`` with a validation split taken from train (a function of ``seed``).
+    """Load ``name`` with a validation split taken from train (a function of ``split_seed``).
 
     Args:
       name: one of ``mnist1d``, ``digits``, ``shapes``, ``mnist``, ``fashion_mnist``,
@@ -148,6 +148,7 @@ def load_dataset(
       root: where the file-based datasets live (``root/mnist/...``).
       val_fraction: share of the training set held out for validation.
       normalize: standardise with the training set's per-channel mean and std.
+      split_seed: which examples the validation split takes.
       limit_train: keep only the first examples of train (quick runs, tests).
       options: the generator's arguments (mnist1d, shapes) or ``test_fraction`` (digits).
 
@@ -175,7 +176,7 @@ def load_dataset(
         x_train, x_test = x_train.astype(np.float32) / 255.0, x_test.astype(np.float32) / 255.0
     if limit_train is not None:
         x_train, y_train = x_train[:limit_train], y_train[:limit_train]
-    x_train, y_train, x_val, y_val = _split_validation(x_train, y_train, val_fraction, seed)
+    x_train, y_train, x_val, y_val = _split_validation(x_train, y_train, val_fraction, split_seed)
     dataset = Dataset(
         name, x_train.astype(np.float32), y_train.astype(np.int32), x_val.astype(np.float32),
         y_val.astype(np.int32), x_test.astype(np.float32), y_test.astype(np.int32),

@@ -159,7 +159,10 @@ def plot_curves(runs: list[Run], out: Path) -> None:
             ax.plot(steps, acc, color=cmap(i % 10), alpha=0.8, lw=1.2, label=config if j == 0 else None)
     ax.set(xlabel="step", ylabel="validation accuracy (train if no val split)", title="learning curves")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no metrics.csv yet", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
