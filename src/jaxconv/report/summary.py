@@ -29,7 +29,7 @@ class Run:
     path: Path
     overrides: list[str]
     result: dict
-    curve: list[tuple[int, float]] = field(default_factory=list)
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # split -> (step, acc)
 
     @property
     def status(self) -> str:
@@ -44,13 +44,13 @@ class Run:
     config: str = ""  # the settings that vary across the sweep; set by collect_runs
 
 
-def _curve(metrics_csv: Path) -> list[tuple[int, float]]:
+def _curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     if not metrics_csv.exists():
-        return []
+        return {}
     with open(metrics_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    split = "val" if any(r["split"] == "val" for r in rows) else "train"
-    return [(int(r["step"]), float(r["accuracy"])) for r in rows if r["split"] == split]
+    return {split: [(int(r["step"]), float(r["accuracy"])) for r in rows if r["split"] == split]
+            for split in ("train", "val")}
 
 
 def collect_runs(sweep_dir: str | Path) -> list[Run]:
@@ -61,7 +61,10 @@ def collect_runs(sweep_dir: str | Path) -> list[Run]:
     dirs = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
     dirs |= {p.parent for p in sweep_dir.rglob("result.json")}
     runs = []
-    for job in sorted(dirs, key=lambda p: (len(p.parts), str(p))):
+    def natural(path: Path):  # job 2 before job 10
+        return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
+
+    for job in sorted(dirs, key=natural):
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
         try:
@@ -69,7 +72,7 @@ def collect_runs(sweep_dir: str | Path) -> list[Run]:
         except (OSError, ValueError):
             result = {}
         overrides = overrides or result.get("overrides", [])
-        runs.append(Run(job, list(overrides), result, _curve(job / "metrics.csv")))
+        runs.append(Run(job, list(overrides), result, _curves(job / "metrics.csv")))
     common = set.intersection(*(r.settings for r in runs)) if runs else set()
     for run in runs:
         run.config = " ".join(sorted(run.settings - common)) or "(all runs alike)"
@@ -150,19 +153,24 @@ def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
 
 
 def plot_curves(runs: list[Run], out: Path) -> None:
+    """Training and validation accuracy against step; one colour per configuration."""
     configs = sorted({r.config for r in runs})
     cmap = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, config in enumerate(configs):
-        for j, run in enumerate(r for r in runs if r.config == config and r.curve):
-            steps, acc = zip(*run.curve)
-            ax.plot(steps, acc, color=cmap(i % 10), alpha=0.8, lw=1.2, label=config if j == 0 else None)
-    ax.set(xlabel="step", ylabel="validation accuracy (train if no val split)", title="learning curves")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no metrics.csv yet", ha="center", transform=ax.transAxes)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, split, title in ((axes[0], "train", "training accuracy (batches since the last eval)"),
+                             (axes[1], "val", "validation accuracy")):
+        for i, config in enumerate(configs):
+            members = [r for r in runs if r.config == config and r.curves.get(split)]
+            for j, run in enumerate(members):
+                steps, acc = zip(*run.curves[split])
+                ax.plot(steps, acc, color=cmap(i % 10), alpha=0.8, lw=1.2, label=config if j == 0 else None)
+        ax.set(xlabel="step", title=title)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, f"no {split} rows in metrics.csv", ha="center", transform=ax.transAxes)
+    axes[0].set_ylabel("accuracy")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
