@@ -8,7 +8,9 @@ defaulting to the window, symmetric ``padding`` of at most half the effective wi
 - ``window``: hand-rolled, one strided slice per window tap, reduced elementwise;
 - ``fft``: sum-based pools (avg, lp) via the FFT convolution backend with a ones
   kernel; max/min have no FFT form and use the ``window`` core;
-- ``auto``: ``lax``.
+- ``auto``: ``window`` for max/min pooling with non-overlapping windows on CPU (XLA's
+  CPU gradient of ``reduce_window`` max, ``select_and_scatter``, is 10-20x slower than
+  the sliced version's there: benchmarks/train_step.py), ``lax`` otherwise.
 
 Output size per axis (``eff = (window - 1) * dilation + 1``):
 ``floor_or_ceil((L + 2p - eff) / s) + 1``, and in ``ceil_mode`` the last window must
@@ -103,6 +105,15 @@ def _sum_fft(x, g: _Geometry):
     )
 
 
+def _auto(kind: str, g: _Geometry) -> str:
+    import jax
+
+    disjoint = all(s >= (k - 1) * d + 1 for s, k, d in zip(g.strides, g.window, g.dilation))
+    if kind == "max" and disjoint and jax.default_backend() == "cpu":
+        return "window"
+    return "lax"
+
+
 def _reduce(x, kind: str, g: _Geometry, backend: str):
     """Reduce windows of channels-last ``x``: kind is 'sum' or 'max'."""
     if kind == "sum":
@@ -111,7 +122,9 @@ def _reduce(x, kind: str, g: _Geometry, backend: str):
         dtype = x.dtype
         init = -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
         op = lax.max
-    if backend in ("lax", "auto"):
+    if backend == "auto":
+        backend = _auto(kind, g)
+    if backend == "lax":
         return _reduce_lax(x, init, op, g)
     if backend == "fft" and kind == "sum":
         return _sum_fft(x, g)
