@@ -88,3 +88,13 @@ def test_lp_pool_norms(rng):
     x = np.abs(rng.normal(size=(1, 6, 2))).astype(np.float32)
     close(jaxconv.lp_pool(x, 3, norm_type=1), x.reshape(1, 2, 3, 2).sum(2))
     close(jaxconv.lp_pool(x, 3, norm_type=60), x.reshape(1, 2, 3, 2).max(2), tol=2e-2)
+
+
+def test_auto_pool_policy():
+    from jaxconv.ops.pooling import _auto, _Geometry
+
+    x = jnp.ones((1, 8, 8, 1))
+    disjoint, overlapping = _Geometry(x, 2, None, 0, 1, False), _Geometry(x, 3, 1, 1, 1, False)
+    assert _auto("max", disjoint) == "window"  # the tests run on CPU
+    assert _auto("max", overlapping) == "lax"
+    assert _auto("sum", disjoint) == "lax"
