@@ -49,23 +49,17 @@ def apply_modes(x: jnp.ndarray, pads: V.Pads, modes: Sequence[str]) -> tuple[jnp
 
     The returned pads are what the core still has to add with zeros.
     """
-    widths = [(0, 0)] * x.ndim
     rest = []
+    # One axis at a time, in axis order: with different modes per axis the corners depend
+    # on the order, and a fixed order keeps the result reproducible.
     for axis, ((lo, hi), mode) in enumerate(zip(pads, modes)):
         if mode == "zeros" or (lo == 0 and hi == 0):
             rest.append((lo, hi))
-        else:
-            widths[axis + 1] = (lo, hi)
-            rest.append((0, 0))
-    if any(w != (0, 0) for w in widths):
-        # Group axes by mode: jnp.pad takes one mode per call.
-        for mode in set(modes) - {"zeros"}:
-            w = [
-                widths[a] if a == 0 or a == x.ndim - 1 or modes[a - 1] == mode else (0, 0)
-                for a in range(x.ndim)
-            ]
-            if any(p != (0, 0) for p in w):
-                x = jnp.pad(x, w, mode=_NUMPY_MODE[mode])
+            continue
+        widths = [(0, 0)] * x.ndim
+        widths[axis + 1] = (lo, hi)
+        x = jnp.pad(x, widths, mode=_NUMPY_MODE[mode])
+        rest.append((0, 0))
     return x, tuple(rest)
 
 
