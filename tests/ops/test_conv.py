@@ -175,6 +175,7 @@ def test_auto_policy_and_backend_list():
     assert select_backend((3, 3), (2, 2), (1, 1), 32, 1) == "window"  # depthwise
     assert select_backend((16,), (1,), (1,), 1, 1) == "fft"  # one-channel signal
     assert select_backend((5,), (1,), (1,), 1, 1) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 3) == "window"  # RGB first layer, on CPU
 
 
 def test_precision_is_accepted(rng):
