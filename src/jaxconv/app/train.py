@@ -173,7 +173,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     from jaxconv.data.batching import steps_per_epoch
     from jaxconv.report import plot_learning_curves
     from jaxconv.train import evaluate, fit, make_optimizer, make_schedule, params_sha256
-    from jaxconv.train.loop import _write_metrics, refuse_to_overwrite
+    from jaxconv.train.loop import refuse_to_overwrite, write_metrics
     from jaxconv.train.plots import plot_feature_maps, plot_filters
 
     jax_env.note_start()
@@ -217,7 +217,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         steps = int(state.step)
         history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), t.batch_size),
                     split="test", images_per_s="", **test)
-        _write_metrics(run_dir / "metrics.csv", history.rows)
+        write_metrics(run_dir / "metrics.csv", history.rows)
         if t.plots:
             plot_learning_curves(run_dir)
             variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}

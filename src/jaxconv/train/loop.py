@@ -53,7 +53,7 @@ def evaluate(state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 
     return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
 
 
-def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
@@ -222,7 +222,7 @@ def fit(
             window.reset()
             clock = time.perf_counter()
             if ckpt is not None:
-                _write_metrics(run_dir / "metrics.csv", history.rows)
+                write_metrics(run_dir / "metrics.csv", history.rows)
         if ckpt is not None and (at_checkpoint or done == total):
             val_row = history.last("val")
             metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
