@@ -183,3 +183,16 @@ def test_non_editable_install_ships_the_configs(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["digits", "jaxconv.models.CNN"]
+
+
+@pytest.mark.parametrize("launcher,key,value", [("slurm_example", "partition", "gpu"), ("joblib_cpu", "n_jobs", 2)])
+def test_launcher_configs_compose(launcher, key, value):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="jaxconv.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.launcher[key] == value
+    assert "_target_" in cfg.hydra.launcher

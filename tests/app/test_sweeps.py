@@ -168,3 +168,19 @@ def test_optuna_sweep_of_two_trials(tmp_path):
     assert "best_params" in best and "optimizer.lr" in best
     best_value = float(best.split("best_value:")[1].split()[0])
     assert best_value == max(r["val_accuracy"] for r in res.values())
+
+
+@pytest.mark.slow
+def test_joblib_launcher_applies_per_job_xla_flags(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "joblib"
+    flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    proc = cli(["-m", "hydra/launcher=joblib_cpu", "hydra.launcher.n_jobs=2", *TINY, "seed=0,1",
+                "trainer.max_steps=6", "trainer.eval_every=3", f"hydra.sweep.dir={sweep}",
+                f"+hydra.job.env_set.XLA_FLAGS='{flags}'"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "result.json").read_text())["status"] == "ok"
+        provenance = json.loads((sweep / job / "provenance.json").read_text())
+        assert provenance["env"]["XLA_FLAGS"] == flags
+        assert provenance["xla_flags_at_backend_start"]["XLA_FLAGS"] == flags  # the job's own process
