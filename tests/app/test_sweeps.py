@@ -137,7 +137,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path):
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = cut_dir / "checkpoints" / "manifest"
     deadline = time.time() + 300
-    while time.time() < deadline and not (manifest / "last-60.json").exists():
+    while time.time() < deadline and not (manifest / "last-40.json").exists():
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
