@@ -114,9 +114,13 @@ class _Window:
     def load(self, extras: dict | None) -> None:
         if extras is None:
             return
-        self.loss = np.asarray(extras["window_loss"], np.float32).copy()
-        self.accuracy = np.asarray(extras["window_accuracy"], np.float32).copy()
         self.count = int(np.asarray(extras["window_count"])[0])
+        size = self.count + self.size  # room for the rest of the window, whatever eval_every is now
+        for name in ("loss", "accuracy"):
+            saved = np.asarray(extras[f"window_{name}"], np.float32)[: self.count]
+            buffer = np.zeros(size, np.float32)
+            buffer[: self.count] = saved
+            setattr(self, name, buffer)
 
 
 def refuse_to_overwrite(run_dir: Path) -> None:
