@@ -142,3 +142,8 @@ def test_random_shift_moves_content_by_at_most_max_shift():
     out = augment(img, shift=1, flip=True, seed=0, step=5)
     np.testing.assert_array_equal(out, augment(img, shift=1, flip=True, seed=0, step=5))
     assert out.shape == img.shape and (out.sum(axis=(1, 2, 3)) == 2).all()
+
+
+def test_file_datasets_take_no_generator_options(tmp_path):
+    with pytest.raises(ValueError, match="dataset 'cifar10' takes no generator options, got \\['size'\\]"):
+        load_dataset("cifar10", root=tmp_path, size=8, download=False)  # refused before any file access

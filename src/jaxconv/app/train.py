@@ -175,6 +175,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     from jaxconv.train import evaluate, fit, make_optimizer, make_schedule, params_sha256
     from jaxconv.train.loop import refuse_to_overwrite, write_metrics
     from jaxconv.train.plots import plot_feature_maps, plot_filters
+    from jaxconv.train.state import variables_of
 
     jax_env.note_start()
     start = time.perf_counter()
@@ -220,9 +221,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         write_metrics(run_dir / "metrics.csv", history.rows)
         if t.plots:
             plot_learning_curves(run_dir)
-            variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
             plot_filters(state.params, run_dir / "filters.png")
-            plot_feature_maps(model, variables, dataset.x_test[0], run_dir / "feature_maps.png")
+            plot_feature_maps(model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png")
         val = history.last("val")
         result.update(
             status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],

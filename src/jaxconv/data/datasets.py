@@ -158,6 +158,8 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")
+    if name in ("mnist", "fashion_mnist", "cifar10") and options:
+        raise ValueError(f"dataset {name!r} takes no generator options, got {sorted(options)}")
     root = Path(root).expanduser()
     if name == "mnist1d":
         arrays = mnist1d(**options)
@@ -169,8 +171,6 @@ def load_dataset(
         arrays = files.load_cifar10(root, allow_download=download)
     else:
         arrays = files.load_idx_dataset(name, root, allow_download=download)
-    if name in ("mnist", "fashion_mnist", "cifar10") and options:
-        raise ValueError(f"dataset {name!r} takes no generator options, got {sorted(options)}")
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
     if name in ("mnist", "fashion_mnist", "cifar10"):
         x_train, x_test = x_train.astype(np.float32) / 255.0, x_test.astype(np.float32) / 255.0

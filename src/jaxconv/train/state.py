@@ -31,8 +31,10 @@ def create_state(model: nn.Module, example: np.ndarray, tx: optax.GradientTransf
     )
 
 
-def _variables(state: TrainState, params) -> dict:
-    variables = {"params": params}
+def variables_of(state: TrainState, params=None) -> dict:
+    """The variables ``model.apply`` takes: ``params`` (default: the state's) and any
+    BatchNorm statistics."""
+    variables = {"params": state.params if params is None else params}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
     return variables
@@ -46,7 +48,7 @@ def make_train_step(label_smoothing: float = 0.0):
 
         def loss_fn(params):
             mutable = ["batch_stats"] if state.batch_stats else False
-            out = state.apply_fn(_variables(state, params), x, train=True, rngs={"dropout": key}, mutable=mutable)
+            out = state.apply_fn(variables_of(state, params), x, train=True, rngs={"dropout": key}, mutable=mutable)
             logits, updates = out if mutable else (out, {})
             labels = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
             return optax.softmax_cross_entropy(logits, labels).mean(), (logits, updates)
@@ -62,7 +64,7 @@ def make_train_step(label_smoothing: float = 0.0):
 @jax.jit
 def eval_step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
     """Summed loss and number correct on a batch (eval mode: running BatchNorm stats)."""
-    logits = state.apply_fn(_variables(state, state.params), x, train=False)
+    logits = state.apply_fn(variables_of(state), x, train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
     return loss, jnp.sum(jnp.argmax(logits, -1) == y)
 

@@ -52,12 +52,11 @@ def _compute_dtype(dtype) -> jnp.dtype:
 
 
 def dilate_kernel(kernel: jnp.ndarray, dilation: tuple[int, ...]) -> jnp.ndarray:
-    n = len(dilation)
     if all(d == 1 for d in dilation):
         return kernel
     zero = jnp.zeros((), kernel.dtype)
-    config = [(0, 0, d - 1) for d in dilation] + [(0, 0, 0), (0, 0, 0)]
-    return lax.pad(kernel, zero, config[: n + 2])
+    config = [(0, 0, d - 1) for d in dilation] + [(0, 0, 0), (0, 0, 0)]  # (*k, C_in, C_out)
+    return lax.pad(kernel, zero, config)
 
 
 def conv(
