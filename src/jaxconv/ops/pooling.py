@@ -19,7 +19,7 @@ start inside the input or the left padding (else one fewer output), as PyTorch.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +29,7 @@ from jax import lax
 
 from jaxconv.ops import _validate as V
 from jaxconv.ops.backends import BACKENDS
+from jaxconv.ops.backends.window import tap_slices
 
 POOL_BACKENDS = ("lax", "window", "fft", "auto")
 IntOrInts = int | Sequence[int]
@@ -84,15 +85,11 @@ def _reduce_lax(x, init, op, g: _Geometry):
 
 
 def _reduce_window(x, init, op, g: _Geometry):
+    # The conv window backend's slices: one strided view per tap of the padded input
+    # (its output size equals g.out, since full_pads already holds the ceil overhang).
     x = jnp.pad(x, ((0, 0), *g.full_pads, (0, 0)), constant_values=init)
-    acc = None
-    for tap in itertools.product(*(range(k) for k in g.window)):
-        index = [slice(None)]
-        for m, o, s, d in zip(tap, g.out, g.strides, g.dilation):
-            index.append(slice(m * d, m * d + (o - 1) * s + 1, s))
-        part = x[tuple(index)]
-        acc = part if acc is None else op(acc, part)
-    return acc
+    parts, _ = tap_slices(x, g.window, g.strides, g.dilation)
+    return functools.reduce(op, parts)
 
 
 def _sum_fft(x, g: _Geometry):
