@@ -98,3 +98,45 @@ def test_bfloat16(backend, rng):
     np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=0.15, rtol=0.05)
     pooled = jaxconv.avg_pool(jnp.asarray(x, jnp.bfloat16), 2, backend=backend)
     assert pooled.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("cin", [1, 3, 9])  # 9 >= FLIPPED_GRAD_MIN_CHANNELS: flipped-kernel input gradient
+@pytest.mark.parametrize(
+    "padding,dilation",
+    [(((0, 0), (0, 0)), 1), (((1, 1), (1, 0)), 1), (((2, 0), (1, 3)), (2, 1))],
+)
+def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation):
+    """The custom-JVP path of the window backend (no groups, stride 1), split into batch
+    chunks plus a remainder: values, both gradients and second order against lax."""
+    from jaxconv.ops.backends import window
+
+    assert window.FLIPPED_GRAD_MIN_CHANNELS <= 9
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 7, 6, cin))
+    k = rng.normal(size=(3, 2, cin, 4))
+    padded = (7 + sum(padding[0])) * (6 + sum(padding[1]))
+    # Patches of two images per chunk: lax.map over 2 chunks of 2, then 1 left over.
+    monkeypatch.setattr(window, "CHUNK_BYTES", 2 * padded * 3 * 2 * cin * 8)
+    f = {b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, dilation=dilation, backend=b))
+         for b in ("window", "lax")}
+    assert "length=2" in str(jax.make_jaxpr(f["window"])(x, k))
+    close(f["window"](x, k), f["lax"](x, k), tol=1e-12)
+    ct = rng.normal(size=f["lax"](x, k).shape)
+    for got, want in zip(jax.vjp(f["window"], x, k)[1](ct), jax.vjp(f["lax"], x, k)[1](ct)):
+        close(got, want, tol=1e-12)
+    tangents = (rng.normal(size=x.shape), rng.normal(size=k.shape))
+    close(jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-12)
+    order = 2 if cin == 9 else 1  # second order once per padding keeps the suite short
+    check_grads(f["window"], (x, k), order=order, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+    # Gradient with respect to the kernel alone (a first layer): the input term is skipped.
+    gk = jax.grad(lambda k: jnp.sum(f["window"](x, k) ** 2))(k)
+    close(gk, jax.grad(lambda k: jnp.sum(f["lax"](x, k) ** 2))(k), tol=1e-12)
+
+
+def test_window_chunked_im2col_under_vmap_and_jit(rng):
+    x = jnp.asarray(rng.normal(size=(3, 4, 9, 9, 10)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 10, 5)), jnp.float32)
+    conv = lambda b: jax.jit(jax.vmap(lambda x: jaxconv.conv(x, k, padding="SAME", backend=b)))
+    close(conv("window")(x), conv("lax")(x), tol=1e-5)
+    grad = lambda b: jax.grad(lambda x: jnp.sum(jnp.tanh(conv(b)(x))))(x)
+    close(grad("window"), grad("lax"), tol=1e-5)
