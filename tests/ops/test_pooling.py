@@ -98,3 +98,14 @@ def test_auto_pool_policy():
     assert _auto("max", disjoint) == "window"  # the tests run on CPU
     assert _auto("max", overlapping) == "lax"
     assert _auto("sum", disjoint) == "lax"
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ("auto",))
+def test_lp_pool_window_of_padding_only_is_zero(backend):
+    # Found by hypothesis: a dilated window that sees only zero padding; the FFT's sum
+    # came out a hair below zero and its square root was NaN.
+    x = np.abs(np.random.default_rng(0).normal(size=(2, 2, 1, 3))).astype(np.float32) + 0.1
+    out = jaxconv.lp_pool(x, (1, 2), stride=1, padding=(0, 1), dilation=(1, 2), backend=backend)
+    expected = R.pool(x, "lp", (1, 2), (1, 1), (0, 1), (1, 2), False, True)
+    assert np.isfinite(np.asarray(out)).all()
+    close(out, expected, tol=5e-5)
