@@ -6,8 +6,9 @@ defaulting to the window, symmetric ``padding`` of at most half the effective wi
 
 - ``lax``: ``jax.lax.reduce_window``;
 - ``window``: hand-rolled, one strided slice per window tap, reduced elementwise;
-- ``fft``: sum-based pools (avg, lp) via the FFT convolution backend with a ones
-  kernel; max/min have no FFT form and use the ``window`` core;
+- ``fft``: average pools via the FFT convolution backend with a ones kernel; max/min
+  have no FFT form and lp pools would magnify its rounding in their root, so these
+  use the ``window`` core;
 - ``auto``: ``window`` for max/min pooling with non-overlapping windows on CPU (XLA's
   CPU gradient of ``reduce_window`` max, ``select_and_scatter``, is 10-20x slower than
   the sliced version's there: benchmarks/train_step.py), ``lax`` otherwise.
@@ -274,8 +275,8 @@ def lp_pool(
     ``p = 1`` is sum pooling, ``p -> inf`` tends to max pooling. Matches PyTorch's
     ``LPPool`` (which has no padding; here zero padding is allowed) except for
     windows that overhang the input in ``ceil_mode``, which PyTorch rescales. With the
-    ``fft`` backend, window sums are clamped at zero before the root (rounding could
-    otherwise turn an all-zero window into NaN).
+    ``fft`` backend the window sums are taken directly, as for max pooling (the root
+    would magnify the FFT's rounding on windows of zeros into NaN or ~1e-4).
 
     >>> import jax.numpy as jnp
     >>> lp_pool(jnp.array([3.0, 4.0]).reshape(1, 2, 1), 2)[0, 0, 0].item()
@@ -286,9 +287,9 @@ def lp_pool(
     x, g = _front(x, layout, backend, window, stride, padding, dilation, ceil_mode)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
-    total = _reduce(x**norm_type, "sum", g, backend)
-    if backend == "fft":  # FFT rounding leaves windows of zeros at about -1e-9: no NaN root
-        total = jnp.maximum(total, 0)
+    # The root turns the FFT's absolute rounding (~1e-8 of the largest power) into
+    # ~1e-4 on windows of zeros, so the fft backend sums these windows directly.
+    total = _reduce(x**norm_type, "sum", g, "window" if backend == "fft" else backend)
     return _back(total ** (1.0 / norm_type), layout)
 
 
