@@ -31,6 +31,11 @@ def layers(quick: bool):
     return [
         # name, x shape, kernel shape, conv kwargs
         ("2-D 3x3 64->64, 32x32", (b, 32, 32, 64), (3, 3, 64, 64), dict(padding="SAME")),
+        ("2-D 3x3 32->64, 26x26 valid (MNIST net)", (b, 26, 26, 32), (3, 3, 32, 64), dict(padding="VALID")),
+        ("2-D 3x3 32->32, 32x32 (VGG-6)", (b, 32, 32, 32), (3, 3, 32, 32), dict(padding="SAME")),
+        ("2-D 3x3 64->128, 8x8 (VGG-6)", (b, 8, 8, 64), (3, 3, 64, 128), dict(padding="SAME")),
+        ("2-D 3x3 128->128, 8x8 (VGG-6)", (b, 8, 8, 128), (3, 3, 128, 128), dict(padding="SAME")),
+        ("2-D 3x3 3->32, 32x32 (RGB input)", (b, 32, 32, 3), (3, 3, 3, 32), dict(padding="SAME")),
         ("2-D 3x3 32->64 stride 2", (b, 32, 32, 32), (3, 3, 32, 64), dict(padding="SAME", stride=2)),
         ("2-D depthwise 3x3, 64 ch", (b, 32, 32, 64), (3, 3, 1, 64), dict(padding="SAME", groups=64)),
         ("1-D MNIST-1D layer k5 32->32", (100, 40, 32), (5, 32, 32), dict(padding=2)),

@@ -176,6 +176,17 @@ def test_auto_policy_and_backend_list():
     assert select_backend((16,), (1,), (1,), 1, 1) == "fft"  # one-channel signal
     assert select_backend((5,), (1,), (1,), 1, 1) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 3) == "window"  # RGB first layer, on CPU
+    # Big stride-1 layers on CPU: the chunked im2col (channels, positions and batch all needed).
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 26 * 26) == "window"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 26 * 26) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 128, 8 * 8) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 16, 16 * 16) == "lax"
+    assert select_backend((3, 3), (2, 2), (1, 1), 1, 64, 64, 128, 16 * 16) == "lax"
+    x, k = np.zeros((64, 10, 10, 32), np.float32), np.zeros((3, 3, 32, 64), np.float32)
+    auto = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k)
+    assert "conv_general_dilated" not in str(auto) and "custom_jvp_call" in str(auto)
+    small = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x[:8], k)
+    assert "conv_general_dilated" in str(small)
 
 
 def test_precision_is_accepted(rng):

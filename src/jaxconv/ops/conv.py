@@ -6,6 +6,7 @@ modes), run the chosen backend's channels-last core, restore the caller's layout
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,7 +147,11 @@ def conv(
         x = pad_and_dilate(x, ((0, 0),) * n, idil)
         idil = (1,) * n
     x, pads = apply_modes(x, pads, modes)
-    name = select(ksize, strides, idil, groups, kernel.shape[-2]) if backend == "auto" else backend
+    if backend == "auto":
+        name = select(ksize, strides, idil, groups, kernel.shape[-2], kernel.shape[-1],
+                      x.shape[0], math.prod(x.shape[1:-1]))
+    else:
+        name = backend
     y = BACKENDS[name](
         x,
         kernel,

@@ -34,6 +34,15 @@ FFT_MIN_TAPS_ONE_CHANNEL = 16
 #: ``window`` backend on CPU.
 WINDOW_MAX_CHANNELS = 4
 
+#: On CPU, ``auto`` sends a stride-1 ungrouped convolution with at least
+#: ``(in, out)`` channels of ``WINDOW_GEMM_MIN_CHANNELS``, at least
+#: ``WINDOW_GEMM_MIN_POSITIONS`` input positions per image and a batch of at least
+#: ``WINDOW_GEMM_MIN_BATCH`` to the ``window`` backend's chunked im2col, whose custom
+#: JVP makes forward+backward 0.24-0.95x of XLA's there (README, "Backend speed").
+WINDOW_GEMM_MIN_CHANNELS = (32, 64)
+WINDOW_GEMM_MIN_POSITIONS = 100
+WINDOW_GEMM_MIN_BATCH = 64
+
 
 def backends() -> tuple[str, ...]:
     """The backend names ``conv`` and friends accept (``"auto"`` included).
@@ -63,6 +72,9 @@ def select(
     input_dilation: Sequence[int],
     groups: int,
     in_channels_per_group: int,
+    out_channels: int = 0,
+    batch: int = 0,
+    positions: int = 0,
 ) -> str:
     """The ``auto`` rule: which backend computes a convolution of these shapes.
 
@@ -76,7 +88,15 @@ def select(
     3. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU
        (an RGB first layer): its im2col matmul beats XLA's CPU convolution there
        (forward+backward of a 128x32x32x3 -> 32 layer: 10.6 ms against 31.3 ms).
-    4. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
+    4. ``window`` on CPU for big stride-1 ungrouped layers: at least 32 input and 64
+       output channels, 100 input positions per image (``positions``) and a batch of
+       64. There its batch-chunked im2col with a custom JVP beats XLA's convolution
+       (forward+backward of 128x16x16x64 -> 64: 0.79x; 128x26x26x32 -> 64 unpadded:
+       0.56x, where XLA's kernel gradient is slowest); on smaller ones it does not
+       (128x8x8x128 -> 128: 2.1x, 128x32x32x16 -> 16: 2.0x).
+    5. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
+
+    Omitted sizes (``out_channels``, ``batch``, ``positions`` of 0) skip rule 4.
 
     >>> select((3, 3), (1, 1), (1, 1), 1, 64), select((3, 3), (1, 1), (1, 1), 64, 1)
     ('lax', 'window')
@@ -92,6 +112,17 @@ def select(
     if groups > 1 and in_channels_per_group == 1:
         return "window"
     if 2 <= in_channels_per_group <= WINDOW_MAX_CHANNELS and _on_cpu():
+        return "window"
+    if (
+        groups == 1
+        and all(s == 1 for s in strides)
+        and all(d == 1 for d in input_dilation)
+        and in_channels_per_group >= WINDOW_GEMM_MIN_CHANNELS[0]
+        and out_channels >= WINDOW_GEMM_MIN_CHANNELS[1]
+        and positions >= WINDOW_GEMM_MIN_POSITIONS
+        and batch >= WINDOW_GEMM_MIN_BATCH
+        and _on_cpu()
+    ):
         return "window"
     return "lax"
 
