@@ -105,7 +105,8 @@ def main() -> None:
         out_shape = fwd["lax"][0](x, k).shape
         gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
         n = len(ks) - 2
-        picks = select_backend(ks[:n], ntuple(kw.get("stride", 1), n, "stride"), (1,) * n, kw.get("groups", 1), ks[-2])
+        picks = select_backend(ks[:n], ntuple(kw.get("stride", 1), n, "stride"), (1,) * n, kw.get("groups", 1),
+                               ks[-2], ks[-1], xs[0], math.prod(xs[1:-1]))
         cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
         cells += [f"{med_f[b] / med_f['lax']:.2f}" for b in BACKENDS[1:]]
         cells += [f"{med_b['lax'] * 1e3:.1f}"]

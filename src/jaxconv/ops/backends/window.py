@@ -119,7 +119,8 @@ def conv(
     """Channels-last N-D cross-correlation as a sum over kernel taps.
 
     Ungrouped, stride-1 convolutions without input dilation (most layers of a CNN) go
-    to the batch-chunked im2col with its own JVP (module docstring). Otherwise: one
+    to the batch-chunked im2col with its own JVP (module docstring) when one image's
+    patches fit in :data:`CHUNK_BYTES` and it is not a one-channel signal. Otherwise: one
     input channel per group (depthwise convs): shift and add, ``sum_m slice_m * K[m]``,
     elementwise and fused by XLA; else im2col over chunks of taps, contracting taps
     and channels at once in a matrix product and accumulating over the chunks.
@@ -128,7 +129,14 @@ def conv(
     kernel_size = kernel.shape[:n]
     cin_g, cout = kernel.shape[-2], kernel.shape[-1]
     cout_g = cout // groups
-    if groups == 1 and all(s == 1 for s in strides) and all(d == 1 for d in input_dilation):
+    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-1], pads)]
+    if (
+        groups == 1
+        and all(s == 1 for s in strides)
+        and all(d == 1 for d in input_dilation)
+        and cin_g * cout > 1  # a one-channel signal: shift and add is faster
+        and math.prod(padded) * math.prod(kernel_size) * cin_g * x.dtype.itemsize <= CHUNK_BYTES
+    ):
         return _chunked_conv(x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision)
     x = pad_and_dilate(x, pads, input_dilation)
     slices, out = tap_slices(x, kernel_size, strides, dilation)
