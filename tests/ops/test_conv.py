@@ -176,12 +176,14 @@ def test_auto_policy_and_backend_list():
     assert select_backend((16,), (1,), (1,), 1, 1) == "fft"  # one-channel signal
     assert select_backend((5,), (1,), (1,), 1, 1) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 3) == "window"  # RGB first layer, on CPU
-    # Big stride-1 layers on CPU: the chunked im2col (channels, positions and batch all needed).
+    # Ungrouped layers in big batches on CPU: strided ones, and big stride-1 ones.
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 26 * 26) == "window"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 26 * 26) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 16, 16, 128, 32 * 32) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 128, 8 * 8) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 16, 16 * 16) == "lax"
-    assert select_backend((3, 3), (2, 2), (1, 1), 1, 64, 64, 128, 16 * 16) == "lax"
+    assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"
+    assert select_backend((1, 1), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"  # shortcut
+    assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 8, 32 * 32) == "lax"
     x, k = np.zeros((64, 10, 10, 32), np.float32), np.zeros((3, 3, 32, 64), np.float32)
     auto = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k)
     assert "conv_general_dilated" not in str(auto) and "custom_jvp_call" in str(auto)
@@ -214,3 +216,10 @@ def test_pad_function_matches_numpy(rng):
 def test_conv_matches_reference_long_run(c):
     """The same property over many more cases (run in CI; skip with -m 'not slow')."""
     test_conv_matches_reference_on_every_backend.hypothesis.inner_test(c)
+
+
+def test_auto_leaves_small_strided_1d_layers_to_lax():
+    from jaxconv.ops import select_backend
+
+    # The MNIST-1D CNN: 40 positions per signal, strided; whole steps measured alike.
+    assert select_backend((5,), (2,), (1,), 1, 1, 25, 100, 40) == "lax"

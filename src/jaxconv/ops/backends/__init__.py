@@ -34,14 +34,14 @@ FFT_MIN_TAPS_ONE_CHANNEL = 16
 #: ``window`` backend on CPU.
 WINDOW_MAX_CHANNELS = 4
 
-#: On CPU, ``auto`` sends a stride-1 ungrouped convolution with at least
-#: ``(in, out)`` channels of ``WINDOW_GEMM_MIN_CHANNELS``, at least
-#: ``WINDOW_GEMM_MIN_POSITIONS`` input positions per image and a batch of at least
-#: ``WINDOW_GEMM_MIN_BATCH`` to the ``window`` backend's chunked im2col, whose custom
-#: JVP makes forward+backward 0.24-0.95x of XLA's there (README, "Backend speed").
-WINDOW_GEMM_MIN_CHANNELS = (32, 64)
-WINDOW_GEMM_MIN_POSITIONS = 100
-WINDOW_GEMM_MIN_BATCH = 64
+#: On CPU, ``auto`` sends ungrouped layers in batches of at least ``WINDOW_MIN_BATCH``
+#: images of at least ``WINDOW_MIN_POSITIONS`` input positions to the ``window``
+#: backend when they are strided, or stride-1 with at least
+#: ``WINDOW_GEMM_MIN_CHANNELS`` (in, out) channels (its batch-chunked im2col with a
+#: custom JVP); see select.
+WINDOW_MIN_BATCH = 64
+WINDOW_GEMM_MIN_CHANNELS = (32, 32)
+WINDOW_MIN_POSITIONS = 100
 
 
 def backends() -> tuple[str, ...]:
@@ -88,12 +88,14 @@ def select(
     3. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU
        (an RGB first layer): its im2col matmul beats XLA's CPU convolution there
        (forward+backward of a 128x32x32x3 -> 32 layer: 10.6 ms against 31.3 ms).
-    4. ``window`` on CPU for big stride-1 ungrouped layers: at least 32 input and 64
-       output channels, 100 input positions per image (``positions``) and a batch of
-       64. There its batch-chunked im2col with a custom JVP beats XLA's convolution
-       (forward+backward of 128x16x16x64 -> 64: 0.79x; 128x26x26x32 -> 64 unpadded:
-       0.56x, where XLA's kernel gradient is slowest); on smaller ones it does not
-       (128x8x8x128 -> 128: 2.1x, 128x32x32x16 -> 16: 2.0x).
+    4. ``window`` on CPU for ungrouped layers in batches of at least
+       :data:`WINDOW_MIN_BATCH` images of at least :data:`WINDOW_MIN_POSITIONS` input
+       positions that are strided, or stride-1 with at least
+       :data:`WINDOW_GEMM_MIN_CHANNELS` in and out channels. These thresholds
+       come from whole training steps (``benchmarks/train_step.py``), which disagree
+       with single-layer timings: ResNet-20's step took 803 ms with these layers on
+       ``lax`` and 700 ms with its strided ones on ``window``; the unpadded 32 -> 64
+       layer of the MNIST net is 0.56x of XLA's forward+backward alone.
     5. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
 
     Omitted sizes (``out_channels``, ``batch``, ``positions`` of 0) skip rule 4.
@@ -113,17 +115,15 @@ def select(
         return "window"
     if 2 <= in_channels_per_group <= WINDOW_MAX_CHANNELS and _on_cpu():
         return "window"
-    if (
-        groups == 1
-        and all(s == 1 for s in strides)
-        and all(d == 1 for d in input_dilation)
-        and in_channels_per_group >= WINDOW_GEMM_MIN_CHANNELS[0]
-        and out_channels >= WINDOW_GEMM_MIN_CHANNELS[1]
-        and positions >= WINDOW_GEMM_MIN_POSITIONS
-        and batch >= WINDOW_GEMM_MIN_BATCH
-        and _on_cpu()
-    ):
-        return "window"
+    if groups == 1 and batch >= WINDOW_MIN_BATCH and positions >= WINDOW_MIN_POSITIONS and _on_cpu():
+        if any(s > 1 for s in strides):
+            return "window"
+        big = (
+            in_channels_per_group >= WINDOW_GEMM_MIN_CHANNELS[0]
+            and out_channels >= WINDOW_GEMM_MIN_CHANNELS[1]
+        )
+        if big and all(d == 1 for d in input_dilation):
+            return "window"
     return "lax"
 
 
