@@ -2,7 +2,9 @@
 ``flax.linen.Conv`` vs PyTorch eager (when installed: ``pip install torch==2.13.0``).
 
 Contenders alternate within one process and the median of the repeats is quoted, so
-machine noise hits all of them alike. Also prints the scratch memory XLA reserves for the
+machine noise hits all of them alike; ratios are medians of the per-round ratios (each
+round runs every contender once), which holds up better under drift than a ratio of
+medians. Also prints the scratch memory XLA reserves for the
 compiled jaxconv step against the stock Flax step.
 
     python benchmarks/train_step.py                # all networks
@@ -233,10 +235,15 @@ def main() -> None:
             for key, run in contenders.items():
                 times[key].append(timed(run, sync[key]))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        auto = med.get("auto", float("nan"))
+
+        def ratio(a: str, b: str) -> str:  # median over rounds of the same-round ratio
+            if a not in times or b not in times:
+                return "-"
+            return f"{statistics.median(x / y for x, y in zip(times[a], times[b])):.2f}"
+
         cells = [f"{name} ({batch})", f"{med['flax']:.1f}"] + [f"{med[b]:.1f}" for b in backends]
-        cells += [f"{med['torch']:.1f}" if have_torch else "-", f"{auto / med['flax']:.2f}",
-                  f"{auto / med['torch']:.2f}" if have_torch else "-", f"{auto / med['lax']:.2f}" if "lax" in med else "-"]
+        cells += [f"{med['torch']:.1f}" if have_torch else "-", ratio("auto", "flax"),
+                  ratio("auto", "torch"), ratio("auto", "lax")]
         mem_auto, mem_flax = memory.get("auto"), memory.get("flax")
         cells += [f"{mem_auto / 2**20:.0f} / {mem_flax / 2**20:.0f}" if mem_auto and mem_flax else "-"]
         print("| " + " | ".join(cells) + " |", flush=True)

@@ -179,6 +179,7 @@ def test_auto_policy_and_backend_list():
     # Ungrouped layers in big batches on CPU: strided ones, and big stride-1 ones.
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 26 * 26) == "window"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 16, 16, 128, 32 * 32) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 32 * 32) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 128, 8 * 8) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 16, 16 * 16) == "lax"
     assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"

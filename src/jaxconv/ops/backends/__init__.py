@@ -40,7 +40,7 @@ WINDOW_MAX_CHANNELS = 4
 #: ``WINDOW_GEMM_MIN_CHANNELS`` (in, out) channels (its batch-chunked im2col with a
 #: custom JVP); see select.
 WINDOW_MIN_BATCH = 64
-WINDOW_GEMM_MIN_CHANNELS = (32, 32)
+WINDOW_GEMM_MIN_CHANNELS = (32, 64)
 WINDOW_MIN_POSITIONS = 100
 
 
@@ -93,9 +93,10 @@ def select(
        positions that are strided, or stride-1 with at least
        :data:`WINDOW_GEMM_MIN_CHANNELS` in and out channels. These thresholds
        come from whole training steps (``benchmarks/train_step.py``), which disagree
-       with single-layer timings: ResNet-20's step took 803 ms with these layers on
-       ``lax`` and 700 ms with its strided ones on ``window``; the unpadded 32 -> 64
-       layer of the MNIST net is 0.56x of XLA's forward+backward alone.
+       with single-layer timings: paired step-time ratios to all-``lax`` were 0.90
+       (ResNet-20, whose gain is the strided layers) and 0.94 (VGG-6) with
+       (32, 64) channels, 0.93 and 0.95 with (32, 32); the unpadded 32 -> 64 layer of
+       the MNIST net alone is 0.6x of XLA's forward+backward.
     5. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
 
     Omitted sizes (``out_channels``, ``batch``, ``positions`` of 0) skip rule 4.
