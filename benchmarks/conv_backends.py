@@ -1,7 +1,8 @@
 """Forward and forward+backward time of each conv backend, as ratios to ``lax``.
 
-Contenders run alternately (lax, window, fft, auto, lax, window, ...) within one process
-and the median of the repeats is quoted, so machine noise hits all of them alike.
+Contenders run alternately (lax, window, fft, auto, lax, window, ...) within one process;
+times are medians of the repeats and ratios are medians of the same-round ratios to lax,
+so machine noise and drift hit all of them alike.
 
     python benchmarks/conv_backends.py            # the README table
     python benchmarks/conv_backends.py --repeats 3 --quick
@@ -67,7 +68,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="batch 8 instead of 64")
     args = parser.parse_args()
 
@@ -102,15 +103,19 @@ def main() -> None:
                 both[b][1].append(timed(both[b][0], x, k, dy))
         med_f = {b: statistics.median(v[1]) for b, v in fwd.items()}
         med_b = {b: statistics.median(v[1]) for b, v in both.items()}
+
+        def paired(times, b):  # median over rounds of the same-round ratio to lax
+            return statistics.median(t / r for t, r in zip(times[b][1], times["lax"][1]))
+
         out_shape = fwd["lax"][0](x, k).shape
         gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
         n = len(ks) - 2
         picks = select_backend(ks[:n], ntuple(kw.get("stride", 1), n, "stride"), (1,) * n, kw.get("groups", 1),
                                ks[-2], ks[-1], xs[0], math.prod(xs[1:-1]))
         cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
-        cells += [f"{med_f[b] / med_f['lax']:.2f}" for b in BACKENDS[1:]]
+        cells += [f"{paired(fwd, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{med_b['lax'] * 1e3:.1f}"]
-        cells += [f"{med_b[b] / med_b['lax']:.2f}" for b in BACKENDS[1:]]
+        cells += [f"{paired(both, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{gf:.1f} ({100 * gf / peak:.0f}%)"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
