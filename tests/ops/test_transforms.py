@@ -127,7 +127,7 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
         close(got, want, tol=1e-12)
     tangents = (rng.normal(size=x.shape), rng.normal(size=k.shape))
     close(jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-12)
-    order = 2 if cin == 9 else 1  # second order once per padding keeps the suite short
+    order = 2 if cin == 9 and dilation != 1 else 1  # second order once keeps the suite short
     check_grads(f["window"], (x, k), order=order, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
     # Gradient with respect to the kernel alone (a first layer): the input term is skipped.
     gk = jax.grad(lambda k: jnp.sum(f["window"](x, k) ** 2))(k)
