@@ -31,10 +31,12 @@ BACKENDS = ("lax", "window", "fft", "auto")
 
 
 # ---- the networks, written once over a conv layer and a max-pool function ------------
-class MNIST1DNet(fnn.Module):
+class _Net(fnn.Module):
     conv: callable
     pool: callable
 
+
+class MNIST1DNet(_Net):
     @fnn.compact
     def __call__(self, x):
         for k in (5, 3, 3):
@@ -42,10 +44,7 @@ class MNIST1DNet(fnn.Module):
         return fnn.Dense(10)(x.reshape(x.shape[0], -1))
 
 
-class MNISTNet(fnn.Module):
-    conv: callable
-    pool: callable
-
+class MNISTNet(_Net):
     @fnn.compact
     def __call__(self, x):
         x = fnn.relu(self.conv(32, (3, 3), padding="VALID")(x))
@@ -55,10 +54,7 @@ class MNISTNet(fnn.Module):
         return fnn.Dense(10)(x)
 
 
-class VGG6(fnn.Module):
-    conv: callable
-    pool: callable
-
+class VGG6(_Net):
     @fnn.compact
     def __call__(self, x):
         for width in (32, 64, 128):
@@ -68,10 +64,7 @@ class VGG6(fnn.Module):
         return fnn.Dense(10)(x.reshape(x.shape[0], -1))
 
 
-class ResNet20(fnn.Module):
-    conv: callable
-    pool: callable
-
+class ResNet20(_Net):
     @fnn.compact
     def __call__(self, x):
         bn = partial(fnn.BatchNorm, use_running_average=False, momentum=0.9)

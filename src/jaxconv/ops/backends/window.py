@@ -130,13 +130,12 @@ def conv(
     kernel_size = kernel.shape[:n]
     cin_g, cout = kernel.shape[-2], kernel.shape[-1]
     cout_g = cout // groups
-    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-1], pads)]
     if (
         groups == 1
         and all(s == 1 for s in strides)
         and all(d == 1 for d in input_dilation)
         and cin_g * cout > 1  # a one-channel signal: shift and add is faster
-        and math.prod(padded) * math.prod(kernel_size) * cin_g * x.dtype.itemsize <= CHUNK_BYTES
+        and _patch_bytes_per_image(x, kernel, pads) <= CHUNK_BYTES
         and x.shape[0] * math.prod(x.shape[1:-1]) >= CHUNKED_MIN_ROWS
     ):
         return _chunked_conv(x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision)
@@ -184,6 +183,12 @@ CHUNKED_MIN_ROWS = 8192
 FLIPPED_GRAD_MIN_CHANNELS = 8
 
 
+def _patch_bytes_per_image(x, kernel, pads) -> int:
+    """Bytes of one image's stride-1 patch tensor: padded positions x taps x channels."""
+    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-1], pads)]
+    return math.prod(padded) * math.prod(kernel.shape[:-1]) * x.dtype.itemsize
+
+
 def _patch_product(xp, w2, kernel_size, dilation, precision):
     """``im2col(xp) @ w2`` for already padded channels-last ``xp``; stride 1."""
     slices, _ = tap_slices(xp, kernel_size, (1,) * len(kernel_size), dilation)
@@ -211,15 +216,13 @@ def _im2col_conv(x, kernel, pads, dilation, precision, remat=False):
     n = x.ndim - 2
     kernel_size = kernel.shape[:n]
     w2 = kernel.reshape(-1, kernel.shape[-1])
-    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-1], pads)]
-    per_image = math.prod(padded) * w2.shape[0] * x.dtype.itemsize
 
     def body(chunk, w2):
         return _patch_product(pad_and_dilate(chunk, pads, (1,) * n), w2, kernel_size, dilation, precision)
 
     if remat:  # rebuild the patches in the backward pass instead of storing them
         body = jax.checkpoint(body)
-    return _by_batch_chunks(lambda chunk: body(chunk, w2), x, per_image)
+    return _by_batch_chunks(lambda chunk: body(chunk, w2), x, _patch_bytes_per_image(x, kernel, pads))
 
 
 def _input_gradient(ct, kernel, pads, dilation, precision):
