@@ -2,7 +2,8 @@
 ``flax.linen.Conv`` vs PyTorch eager (when installed: ``pip install torch==2.13.0``).
 
 Contenders alternate within one process and the median of the repeats is quoted, so
-machine noise hits all of them alike; ratios are medians of the per-round ratios (each
+machine noise hits all of them alike; images/s is the batch over the median step time;
+ratios are medians of the per-round ratios (each
 round runs every contender once), which holds up better under drift than a ratio of
 medians. Also prints the scratch memory XLA reserves for the
 compiled jaxconv step against the stock Flax step.
@@ -200,7 +201,8 @@ def main() -> None:
           f"median of {args.repeats} steps after warm-up")
     print()
     head = ["network (batch)", "stock Flax ms"] + [f"jaxconv {b} ms" for b in backends]
-    head += ["PyTorch ms", "auto / Flax", "auto / PyTorch", "auto / lax", "scratch MiB auto / Flax"]
+    head += ["PyTorch ms", "auto images/s", "PyTorch images/s", "auto / Flax", "auto / PyTorch", "auto / lax",
+             "scratch MiB auto / Flax"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for name in args.nets.split(","):
@@ -235,8 +237,9 @@ def main() -> None:
             return f"{statistics.median(x / y for x, y in zip(times[a], times[b])):.2f}"
 
         cells = [f"{name} ({batch})", f"{med['flax']:.1f}"] + [f"{med[b]:.1f}" for b in backends]
-        cells += [f"{med['torch']:.1f}" if have_torch else "-", ratio("auto", "flax"),
-                  ratio("auto", "torch"), ratio("auto", "lax")]
+        cells += [f"{med['torch']:.1f}" if have_torch else "-"]
+        cells += [f"{batch / med[k] * 1e3:.0f}" if k in med else "-" for k in ("auto", "torch")]
+        cells += [ratio("auto", "flax"), ratio("auto", "torch"), ratio("auto", "lax")]
         mem_auto, mem_flax = memory.get("auto"), memory.get("flax")
         cells += [f"{mem_auto / 2**20:.0f} / {mem_flax / 2**20:.0f}" if mem_auto and mem_flax else "-"]
         print("| " + " | ".join(cells) + " |", flush=True)
