@@ -2,7 +2,9 @@
 
 Contenders run alternately (lax, window, fft, auto, lax, window, ...) within one process;
 times are medians of the repeats and ratios are medians of the same-round ratios to lax,
-so machine noise and drift hit all of them alike.
+so machine noise and drift hit all of them alike. The process first applies
+``jaxconv.train.reuse_host_memory()`` as ``jaxconv-train`` does (``--host-memory default``
+to leave glibc's allocator as it is).
 
     python benchmarks/conv_backends.py            # the README table
     python benchmarks/conv_backends.py --repeats 3 --quick
@@ -23,6 +25,7 @@ import numpy as np
 import jaxconv
 from jaxconv.ops import select_backend
 from jaxconv.ops._validate import ntuple
+from jaxconv.train import reuse_host_memory
 
 BACKENDS = ("lax", "window", "fft", "auto")
 
@@ -70,11 +73,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="batch 8 instead of 64")
+    parser.add_argument("--host-memory", choices=("reuse", "default"), default="reuse")
     args = parser.parse_args()
+    reused = args.host_memory == "reuse" and reuse_host_memory()
 
     peak = matmul_gflops()
     print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
-          f"jax {jax.__version__}; matmul 2048^2: {peak:.1f} GFLOP/s; median of {args.repeats}")
+          f"jax {jax.__version__}; matmul 2048^2: {peak:.1f} GFLOP/s; median of {args.repeats}; "
+          f"host memory {'reused' if reused else 'glibc default'}")
     print()
     print("| layer | auto picks | fwd lax ms | fwd window / lax | fwd fft / lax | fwd auto / lax "
           "| fwd+bwd lax ms | f+b window / lax | f+b fft / lax | f+b auto / lax "

@@ -8,8 +8,13 @@ round runs every contender once), which holds up better under drift than a ratio
 medians. Also prints the scratch memory XLA reserves for the
 compiled jaxconv step against the stock Flax step.
 
+The process first applies ``jaxconv.train.reuse_host_memory()``, as ``jaxconv-train``
+does (``--host-memory default`` leaves glibc's allocator as it is); it is process-wide, so
+PyTorch runs under the same setting.
+
     python benchmarks/train_step.py                # all networks
     python benchmarks/train_step.py --repeats 3 --nets mnist1d,mnist
+    python benchmarks/train_step.py --host-memory default
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import optax
 
 import jaxconv
 from jaxconv import nn as jnn
+from jaxconv.train import reuse_host_memory
 
 BACKENDS = ("lax", "window", "fft", "auto")
 
@@ -188,7 +194,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--host-memory", choices=("reuse", "default"), default="reuse",
+                        help="reuse: jaxconv.train.reuse_host_memory() before the backend starts (as jaxconv-train)")
     args = parser.parse_args()
+    reused = args.host_memory == "reuse" and reuse_host_memory()
     try:
         import torch  # noqa: F401
 
@@ -198,7 +207,8 @@ def main() -> None:
     backends = args.backends.split(",")
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind}; "
           f"{'torch ' + torch.__version__ + ' (2 threads)' if have_torch else 'PyTorch not installed'}; "
-          f"median of {args.repeats} steps after warm-up")
+          f"median of {args.repeats} steps after warm-up; host memory: "
+          f"{'reused (jaxconv.train.reuse_host_memory)' if reused else 'glibc default'}")
     print()
     head = ["network (batch)", "stock Flax ms"] + [f"jaxconv {b} ms" for b in backends]
     head += ["PyTorch ms", "auto images/s", "PyTorch images/s", "auto / Flax", "auto / PyTorch", "auto / lax",

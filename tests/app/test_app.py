@@ -145,6 +145,8 @@ def test_cli_end_to_end(tmp_path):
         assert (run_dir / name).exists(), name
     assert (run_dir / "checkpoints" / "last" / "30").is_dir()
     assert "test accuracy" in proc.stdout
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["host_memory_reused"] is True  # a fresh process: applied before the backend started
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,split,loss,accuracy,images_per_s"
     assert [r.split(",")[2] for r in rows[1:]] == ["train", "val", "train", "val", "test"]

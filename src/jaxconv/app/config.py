@@ -53,6 +53,7 @@ class TrainerConfig:
     progress: bool = True
     label_smoothing: float = 0.0
     plots: bool = True
+    reuse_host_memory: bool = True  # keep freed host memory (jaxconv.train.reuse_host_memory)
 
 
 @dataclass

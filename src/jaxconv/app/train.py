@@ -91,12 +91,12 @@ def check_model_fits(model, example) -> None:
 
 
 #: Keys that control how a run is carried out, not what it computes: left out of the hash.
-RUN_CONTROL_KEYS = ("resume", "progress", "plots")
+RUN_CONTROL_KEYS = ("resume", "progress", "plots", "reuse_host_memory")
 
 
 def config_sha256(cfg: DictConfig) -> str:
     """SHA-256 of the resolved config, without the run-control keys (resume, progress,
-    plots): a resumed or re-run job has the same hash as the original."""
+    plots, reuse_host_memory): a resumed or re-run job has the same hash as the original."""
     container = OmegaConf.to_container(cfg, resolve=True)
     container = {k: v for k, v in container.items() if k != "hydra"}
     container["trainer"] = {k: v for k, v in container.get("trainer", {}).items() if k not in RUN_CONTROL_KEYS}
@@ -135,6 +135,7 @@ def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION",
                                                   "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS")},
         "xla_flags_at_backend_start": jax_env.flags_at_start(),
+        "host_memory_reused": jax_env.host_memory_reused(),
         "jax_config": flags, "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
         "device_count": jax.device_count(), "cwd": os.getcwd(), "argv": sys.argv,
         "git": git_state(Path.cwd()), "git_package": git_state(package_dir),
@@ -177,7 +178,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     from jaxconv.train.plots import plot_feature_maps, plot_filters
     from jaxconv.train.state import variables_of
 
-    jax_env.note_start()
+    jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
     start = time.perf_counter()
     for noisy in ("absl", "orbax", "jax._src.xla_bridge"):  # INFO chatter: saves, TPU probing
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,6 +1,7 @@
 """Training with Optax: state, steps, loop, checkpoints (usable without Hydra)."""
 
 from jaxconv.train.checkpoint import Checkpoints as Checkpoints
+from jaxconv.train.host_memory import reuse_host_memory as reuse_host_memory
 from jaxconv.train.loop import History as History
 from jaxconv.train.loop import evaluate as evaluate
 from jaxconv.train.loop import fit as fit
