@@ -83,18 +83,20 @@ def output_sizes(
     )
 
 
-def tap_slices(x: jnp.ndarray, kernel_size, strides, dilation):
+def tap_slices(x: jnp.ndarray, kernel_size, strides, dilation, first_axis: int = 1):
     """For each kernel tap ``m`` (row-major), the strided slice ``x[:, m*d : ... : s, :]``.
 
     Slice ``m`` holds ``I[n, i*s + m*d, c]`` for every output position ``i`` at once.
+    The spatial axes are ``x``'s axes ``first_axis, ..., first_axis + len(kernel_size) - 1``
+    (channels-last by default).
     """
-    out = output_sizes(x.shape[1:-1], kernel_size, strides, dilation)
+    n = len(kernel_size)
+    out = output_sizes(x.shape[first_axis : first_axis + n], kernel_size, strides, dilation)
     slices = []
     for tap in itertools.product(*(range(k) for k in kernel_size)):
-        index = [slice(None)]
-        for m, o, s, d in zip(tap, out, strides, dilation):
-            index.append(slice(m * d, m * d + (o - 1) * s + 1, s))
-        index.append(slice(None))
+        index = [slice(None)] * x.ndim
+        for axis, (m, o, s, d) in enumerate(zip(tap, out, strides, dilation), start=first_axis):
+            index[axis] = slice(m * d, m * d + (o - 1) * s + 1, s)
         slices.append(x[tuple(index)])
     return slices, out
 
@@ -177,11 +179,6 @@ CHUNK_BYTES = 4 << 20
 #: 32x8x8x64 -> 64: 1.42 against 2.03; but 128x8x8x64 -> 64: 1.57 against 0.96).
 CHUNKED_MIN_ROWS = 8192
 
-#: The input gradient is computed as a flipped-kernel convolution (its matrix product
-#: has ``C`` columns) for at least this many input channels; below it, autodiff's
-#: ``dY @ K^T`` plus scattering is faster (128x32x32x3 -> 32: 4 ms against 19 ms).
-FLIPPED_GRAD_MIN_CHANNELS = 8
-
 
 def _patch_bytes_per_image(x, kernel, pads) -> int:
     """Bytes of one image's stride-1 patch tensor: padded positions x taps x channels."""
@@ -197,42 +194,86 @@ def _patch_product(xp, w2, kernel_size, dilation, precision):
 
 
 def _by_batch_chunks(fn, x, bytes_per_image):
-    """``fn`` applied to chunks of ``x``'s leading (batch) axis; results concatenated."""
-    total = x.shape[0]
+    """``fn`` applied to chunks of the leading (batch) axis of ``x`` (an array or a tuple
+    of arrays of one batch); results concatenated along their leading axis."""
+    leaves = jax.tree_util.tree_leaves(x)
+    total = leaves[0].shape[0]
     size = max(1, min(total, CHUNK_BYTES // max(1, bytes_per_image)))
     full = total // size
+    take = lambda f: jax.tree_util.tree_map(f, x)
     parts = []
     if full > 1:
-        ys = lax.map(fn, x[: full * size].reshape(full, size, *x.shape[1:]))
-        parts.append(ys.reshape(full * size, *ys.shape[2:]))
+        ys = lax.map(fn, take(lambda a: a[: full * size].reshape(full, size, *a.shape[1:])))
+        parts.append(ys.reshape(full * ys.shape[1], *ys.shape[2:]))
     elif full == 1:
-        parts.append(fn(x[:size]))
+        parts.append(fn(take(lambda a: a[:size])))
     if total > full * size:
-        parts.append(fn(x[full * size :]))
+        parts.append(fn(take(lambda a: a[full * size :])))
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
-def _im2col_conv(x, kernel, pads, dilation, precision, remat=False):
+def _im2col_conv(x, kernel, pads, dilation, precision):
     n = x.ndim - 2
     kernel_size = kernel.shape[:n]
     w2 = kernel.reshape(-1, kernel.shape[-1])
 
-    def body(chunk, w2):
+    def body(chunk):
         return _patch_product(pad_and_dilate(chunk, pads, (1,) * n), w2, kernel_size, dilation, precision)
 
-    if remat:  # rebuild the patches in the backward pass instead of storing them
-        body = jax.checkpoint(body)
-    return _by_batch_chunks(lambda chunk: body(chunk, w2), x, _patch_bytes_per_image(x, kernel, pads))
+    return _by_batch_chunks(body, x, _patch_bytes_per_image(x, kernel, pads))
 
 
-def _input_gradient(ct, kernel, pads, dilation, precision):
-    """The cotangent of the input of a stride-1 convolution, as a convolution of ``ct``."""
+def _kernel_gradient(x, ct, kernel_size, pads, dilation, precision, bytes_per_image):
+    """``dK = P^T @ dY`` of a stride-1 convolution, batch chunk by batch chunk.
+
+    The patches are built transposed, ``(taps * C, positions)``, from a channels-first
+    copy of the chunk, so the product is a plain ``(taps * C, rows) @ (rows, O)``; the
+    chunks' products are summed.
+    """
+    n = x.ndim - 2
+    ones = (1,) * n
+
+    def body(chunk):
+        xc, cc = chunk
+        xt = jnp.moveaxis(pad_and_dilate(xc, pads, ones), -1, 0)  # (C, batch, *padded)
+        slices, _ = tap_slices(xt, kernel_size, ones, dilation, first_axis=2)
+        pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
+        pt = pt.reshape(pt.shape[0], -1)
+        return jnp.dot(pt, cc.reshape(-1, cc.shape[-1]), precision=precision)[None]
+
+    # Rebuild the patches in the backward pass: without the checkpoint, linearizing
+    # hoists them out as residuals and stores every chunk's patches at once.
+    partial = _by_batch_chunks(jax.checkpoint(body), (x, ct), bytes_per_image)
+    return partial.sum(axis=0).reshape(*kernel_size, x.shape[-1], ct.shape[-1])
+
+
+def _input_gradient(ct, kernel, pads, dilation, precision, bytes_per_image):
+    """``dX`` of a stride-1 convolution: ``dP = dY @ K^T`` scattered back ("col2im").
+
+    Per batch chunk, the patch cotangent ``dP`` (positions, taps, C) is one matrix
+    product; tap ``m``'s slab of it lands on the input at offset ``m * d``, so ``dX`` of
+    the padded input is the sum of the slabs, each zero-padded into place (one fused
+    loop), then cropped by the forward padding.
+    """
     n = ct.ndim - 2
-    full = tuple(((k - 1) * d, (k - 1) * d) for k, d in zip(kernel.shape[:n], dilation))
-    flipped = jnp.flip(kernel, axis=tuple(range(n))).swapaxes(-1, -2)
-    grad_padded = _im2col_conv(ct, flipped, full, dilation, precision)
+    kernel_size = kernel.shape[:n]
+    taps, cin = math.prod(kernel_size), kernel.shape[-2]
+    k2t = kernel.reshape(taps * cin, kernel.shape[-1]).T
     crop = [(0, 0, 0), *((-lo, -hi, 0) for lo, hi in pads), (0, 0, 0)]
-    return lax.pad(grad_padded, jnp.zeros((), ct.dtype), crop)
+    zero = jnp.zeros((), ct.dtype)
+
+    def body(cc):
+        dp = jnp.dot(cc.reshape(-1, cc.shape[-1]), k2t, precision=precision)
+        dp = dp.reshape(*cc.shape[:-1], taps, cin)
+        acc = None
+        for m, tap in enumerate(itertools.product(*(range(k) for k in kernel_size))):
+            config = [(0, 0, 0), *((t * d, (k - 1 - t) * d, 0) for t, k, d in zip(tap, kernel_size, dilation)),
+                      (0, 0, 0)]
+            slab = lax.pad(dp[..., m, :], zero, config)
+            acc = slab if acc is None else acc + slab
+        return lax.pad(acc, zero, crop)
+
+    return _by_batch_chunks(body, ct, bytes_per_image)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -245,21 +286,22 @@ def _chunked_conv_jvp(pads, dilation, precision, primals, tangents):
     x, kernel = primals
     x_dot, kernel_dot = tangents
     y = _chunked_conv(x, kernel, pads, dilation, precision)
+    ct_shape = jax.ShapeDtypeStruct(y.shape, y.dtype)
+    per_image = _patch_bytes_per_image(x, kernel, pads)
+    # Each term is linear in its tangent and written as the *transpose* of that
+    # operand's gradient map, so reverse mode (which transposes the JVP) runs the
+    # gradient maps above themselves, and forward mode still gets conv(x_dot, K) and
+    # conv(x, K_dot).
     terms = []
     if not isinstance(kernel_dot, SymbolicZero):
-        # Linear in kernel_dot; its transpose is the chunked P^T @ dY.
-        terms.append(_im2col_conv(x, kernel_dot, pads, dilation, precision, remat=True))
+        kernel_size = kernel.shape[: x.ndim - 2]
+        dk = jax.linear_transpose(
+            lambda ct: _kernel_gradient(x, ct, kernel_size, pads, dilation, precision, per_image), ct_shape)
+        terms.append(dk(kernel_dot)[0])
     if not isinstance(x_dot, SymbolicZero):
-        if kernel.shape[-2] >= FLIPPED_GRAD_MIN_CHANNELS:
-            # conv(x_dot, kernel) written as the transpose of the input-gradient map, so
-            # that reverse mode (transposing this term) runs that map itself.
-            as_transpose = jax.linear_transpose(
-                lambda ct: _input_gradient(ct, kernel, pads, dilation, precision),
-                jax.ShapeDtypeStruct(y.shape, y.dtype),
-            )
-            terms.append(as_transpose(x_dot)[0])
-        else:
-            terms.append(_im2col_conv(x_dot, kernel, pads, dilation, precision))
+        dx = jax.linear_transpose(
+            lambda ct: _input_gradient(ct, kernel, pads, dilation, precision, per_image), ct_shape)
+        terms.append(dx(x_dot)[0])
     if not terms:
         return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, terms)
