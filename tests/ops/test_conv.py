@@ -185,6 +185,9 @@ def test_auto_policy_and_backend_list():
     assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"
     assert select_backend((1, 1), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"  # shortcut
     assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 8, 32 * 32) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 32, 128, 28 * 28) == "window"  # grayscale first layer
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 32, 8, 28 * 28) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 1, 128, 28 * 28) == "lax"
     x, k = np.zeros((96, 10, 10, 32), np.float32), np.zeros((3, 3, 32, 64), np.float32)
     auto = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k)
     assert "conv_general_dilated" not in str(auto) and "custom_jvp_call" in str(auto)

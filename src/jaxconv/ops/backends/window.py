@@ -226,24 +226,26 @@ def _im2col_conv(x, kernel, pads, dilation, precision):
 def _kernel_gradient(x, ct, kernel_size, pads, dilation, precision, bytes_per_image):
     """``dK = P^T @ dY`` of a stride-1 convolution, batch chunk by batch chunk.
 
-    The patches are built transposed, ``(taps * C, positions)``, from a channels-first
-    copy of the chunk, so the product is a plain ``(taps * C, rows) @ (rows, O)``; the
-    chunks' products are summed.
+    The patches are built transposed, ``(taps * C, positions)``, so the product is a
+    plain ``(taps * C, rows) @ (rows, O)``; the chunks' products are summed. The padded
+    input is made channels-second ``(N, C, *spatial)`` once, so that a chunk's
+    channels-first copy and its tap slices move contiguous rows (copying the tap slices
+    straight out of channels-last ``x`` was ~10-20% slower per layer).
     """
     n = x.ndim - 2
     ones = (1,) * n
+    xt = jnp.moveaxis(pad_and_dilate(x, pads, ones), -1, 1)  # (N, C, *padded)
 
     def body(chunk):
         xc, cc = chunk
-        xt = jnp.moveaxis(pad_and_dilate(xc, pads, ones), -1, 0)  # (C, batch, *padded)
-        slices, _ = tap_slices(xt, kernel_size, ones, dilation, first_axis=2)
+        slices, _ = tap_slices(xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2)  # (C, batch, *out)
         pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
         pt = pt.reshape(pt.shape[0], -1)
         return jnp.dot(pt, cc.reshape(-1, cc.shape[-1]), precision=precision)[None]
 
     # Rebuild the patches in the backward pass: without the checkpoint, linearizing
     # hoists them out as residuals and stores every chunk's patches at once.
-    partial = _by_batch_chunks(jax.checkpoint(body), (x, ct), bytes_per_image)
+    partial = _by_batch_chunks(jax.checkpoint(body), (xt, ct), bytes_per_image)
     return partial.sum(axis=0).reshape(*kernel_size, x.shape[-1], ct.shape[-1])
 
 
