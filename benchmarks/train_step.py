@@ -110,7 +110,7 @@ def jax_step(net_cls, conv, pool, x, y):
             logits = model.apply({"params": params}, x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
 
-    @jax.jit
+    @partial(jax.jit, donate_argnums=(0, 1, 2))  # updated in place, as jaxconv.train's step
     def step(params, stats, opt_state, x, y):
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats)
         updates, opt_state = tx.update(grads, opt_state, params)

@@ -1,5 +1,7 @@
 """jit, vmap, first and second order gradients, float64 and bfloat16 on every backend."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,7 +118,6 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     padded = (7 + sum(padding[0])) * (6 + sum(padding[1]))
     # Patches of two images per chunk: lax.map over 2 chunks of 2, then 1 left over.
     monkeypatch.setattr(window, "CHUNK_BYTES", 2 * padded * 3 * 2 * cin * 8)
-    monkeypatch.setattr(window, "CHUNKED_MIN_ROWS", 0)
     f = {b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, dilation=dilation, backend=b))
          for b in ("window", "lax")}
     assert "length=2" in str(jax.make_jaxpr(f["window"])(x, k))
@@ -136,10 +137,7 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     close(gk, jax.grad(lambda k: jnp.sum(f["lax"](x, k) ** 2))(k), tol=1e-12)
 
 
-def test_window_chunked_im2col_under_vmap_and_jit(monkeypatch, rng):
-    from jaxconv.ops.backends import window
-
-    monkeypatch.setattr(window, "CHUNKED_MIN_ROWS", 0)
+def test_window_chunked_im2col_under_vmap_and_jit(rng):
     x = jnp.asarray(rng.normal(size=(3, 4, 9, 9, 10)), jnp.float32)
     k = jnp.asarray(rng.normal(size=(3, 3, 10, 5)), jnp.float32)
     conv = lambda b: jax.jit(jax.vmap(lambda x: jaxconv.conv(x, k, padding="SAME", backend=b)))
@@ -149,11 +147,15 @@ def test_window_chunked_im2col_under_vmap_and_jit(monkeypatch, rng):
     close(grad("window"), grad("lax"), tol=1e-5)
 
 
-def test_window_small_batches_take_the_tap_chunked_path(rng):
+def test_window_paths_by_shape(rng):
+    """Ungrouped stride-1 layers take the custom-JVP path at any batch size; strided or
+    grouped ones, or patches larger than CHUNK_BYTES per image, the tap-chunked one."""
     from jaxconv.ops.backends import window
 
-    x = jnp.zeros((2, 9, 9, 10), jnp.float32)
     k = jnp.zeros((3, 3, 10, 5), jnp.float32)
-    assert 2 * 81 < window.CHUNKED_MIN_ROWS
-    jaxpr = str(jax.make_jaxpr(lambda x: jaxconv.conv(x, k, backend="window"))(x))
-    assert "custom_jvp_call" not in jaxpr and "dot_general" in jaxpr
+    jaxpr = lambda x, **kw: str(jax.make_jaxpr(lambda x: jaxconv.conv(x, k, backend="window", **kw))(x))
+    assert "custom_jvp_call" in jaxpr(jnp.zeros((2, 9, 9, 10), jnp.float32))
+    assert "custom_jvp_call" not in jaxpr(jnp.zeros((2, 9, 9, 10), jnp.float32), stride=2)
+    side = math.isqrt(window.CHUNK_BYTES // (9 * 10 * 4)) + 1  # one image's patches > CHUNK_BYTES
+    big = jaxpr(jax.ShapeDtypeStruct((1, side, side, 10), jnp.float32))
+    assert "custom_jvp_call" not in big and "dot_general" in big

@@ -122,8 +122,7 @@ def conv(
 
     Ungrouped, stride-1 convolutions without input dilation (most layers of a CNN) go
     to the batch-chunked im2col with its own JVP (module docstring) when one image's
-    patches fit in :data:`CHUNK_BYTES`, the batch holds :data:`CHUNKED_MIN_ROWS` input
-    positions and it is not a one-channel signal. Otherwise: one
+    patches fit in :data:`CHUNK_BYTES` and it is not a one-channel signal. Otherwise: one
     input channel per group (depthwise convs): shift and add, ``sum_m slice_m * K[m]``,
     elementwise and fused by XLA; else im2col over chunks of taps, contracting taps
     and channels at once in a matrix product and accumulating over the chunks.
@@ -138,7 +137,6 @@ def conv(
         and all(d == 1 for d in input_dilation)
         and cin_g * cout > 1  # a one-channel signal: shift and add is faster
         and _patch_bytes_per_image(x, kernel, pads) <= CHUNK_BYTES
-        and x.shape[0] * math.prod(x.shape[1:-1]) >= CHUNKED_MIN_ROWS
     ):
         return _chunked_conv(x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision)
     x = pad_and_dilate(x, pads, input_dilation)
@@ -172,13 +170,6 @@ def conv(
 #: the 2-core development CPU: 148, 135 and 145 ms with 2, 4 and 8 MiB, 162 and 185 ms
 #: with 1 and 16 MiB).
 CHUNK_BYTES = 4 << 20
-
-#: Below this many input positions in the whole batch (rows of the im2col matrix) the
-#: chunked path's fixed costs dominate and the tap-chunked im2col with autodiff is
-#: faster (forward+backward, ratio to lax: 100x40x32 -> 32 k5 1.07 against 1.31;
-#: 32x8x8x64 -> 64: 1.42 against 2.03; but 128x8x8x64 -> 64: 1.57 against 0.96).
-CHUNKED_MIN_ROWS = 8192
-
 
 def _patch_bytes_per_image(x, kernel, pads) -> int:
     """Bytes of one image's stride-1 patch tensor: padded positions x taps x channels."""
