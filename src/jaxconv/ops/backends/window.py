@@ -32,23 +32,22 @@ and all the arithmetic is elementwise or matrix products.
 
 Gradients. Generally they come from JAX's autodiff of the slices and products. For the
 common training case (no groups, stride 1, no input dilation) a ``custom_jvp``
-rule picks faster forms for the two passes of the backward:
+rule gives the two passes of the backward their own forms, each run batch chunk by
+batch chunk (``lax.map`` over chunks of about :data:`CHUNK_BYTES` of patches, so the
+patch matrices stay cache-sized and are never stored for the whole batch):
 
-- the kernel gradient ``dK = P^T @ dY`` is one long matrix product per batch chunk,
-  with the patch tensor ``P`` rebuilt chunk by chunk (``jax.checkpoint``) so it stays
-  in cache instead of being stored for the whole batch;
-- the input gradient is itself a stride-1 convolution: ``dY`` padded by
-  ``(k - 1) * d`` on each side, correlated with the spatially flipped kernel whose in
-  and out channels are swapped, then cropped by the forward padding. Computed by the
-  same chunked im2col, its matrix product is ``(N * in, taps * O) @ (taps * O, C)``
-  instead of autodiff's ``dP = dY @ K^T`` (a short contraction over ``O``) followed by
-  scattering the patches back.
+- the kernel gradient ``dK = P^T @ dY``: the patches are built transposed,
+  ``(taps * C, positions)``, from a channels-first copy of the chunk and rebuilt in the
+  backward pass (``jax.checkpoint``), so each chunk is one plain matrix product
+  ``(taps * C, rows) @ (rows, O)``; the chunks' products are summed;
+- the input gradient "col2im": ``dP = dY @ K^T`` per chunk (the patch cotangent), whose
+  tap-``m`` slab is added onto the input at offset ``m * d`` (nine padded slabs summed
+  in one fused loop for a 3x3 kernel), then cropped by the forward padding.
 
-The rule is a JVP, not a VJP, so forward mode (``jax.jvp``, Hessians) still works: its
-input term is written as the *linear transpose* of the input-gradient convolution above,
-so reverse mode, which transposes the JVP, gets that convolution back. Its batch is
-processed in chunks of about :data:`CHUNK_BYTES` of patches (``lax.map``), which keeps
-the patch tensor cache-sized; see ``benchmarks/conv_backends.py`` for the measurements.
+The rule is a JVP, not a VJP, so forward mode (``jax.jvp``, Hessians) still works: each
+term is written as the *linear transpose* of its gradient map above, so reverse mode,
+which transposes the JVP, runs those maps themselves. Measurements:
+``benchmarks/conv_backends.py`` and ``benchmarks/train_step.py``.
 """
 
 from __future__ import annotations
@@ -165,11 +164,12 @@ def conv(
 
 
 # ---- batch-chunked im2col with a custom JVP ---------------------------------------------
-#: Each ``lax.map`` step of the chunked im2col handles as many images as keep its patch
-#: tensor under about this many bytes (cache-sized; whole MNIST-net training steps on
-#: the 2-core development CPU: 148, 135 and 145 ms with 2, 4 and 8 MiB, 162 and 185 ms
-#: with 1 and 16 MiB).
+#: Each ``lax.map`` step of the chunked im2col (forward and both gradient maps) handles
+#: as many images as keep one image's patch tensor times the chunk under about this many
+#: bytes (cache-sized; whole training steps on the 2-core development CPU, paired ratios
+#: to 4 MiB: MNIST net 1.12, 1.02, 1.15 with 2, 8, 16 MiB; VGG-6 1.02, 1.00, 1.03).
 CHUNK_BYTES = 4 << 20
+
 
 def _patch_bytes_per_image(x, kernel, pads) -> int:
     """Bytes of one image's stride-1 patch tensor: padded positions x taps x channels."""
