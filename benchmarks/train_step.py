@@ -4,7 +4,8 @@
 Contenders alternate within one process and the median of the repeats is quoted, so
 machine noise hits all of them alike; images/s is the batch over the median step time;
 ratios are medians of the per-round ratios (each
-round runs every contender once), which holds up better under drift than a ratio of
+round runs every contender once; a millisecond step is timed over enough consecutive
+steps to last ~0.1 s), which holds up better under drift than a ratio of
 medians. Also prints the scratch memory XLA reserves for the
 compiled jaxconv step against the stock Flax step.
 
@@ -183,10 +184,18 @@ def torch_step(name, batch, shape):
     return run
 
 
-def timed(run, sync) -> float:
+def timed(run, sync, steps: int = 1) -> float:
+    """Seconds per step over ``steps`` consecutive steps (synchronised once at the end)."""
     start = time.perf_counter()
+    for _ in range(steps - 1):
+        run()
     sync(run())
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) / steps
+
+
+#: A sample times enough consecutive steps to last about this long, so millisecond steps
+#: are not measured one by one (there, one sample's noise is tens of percent).
+SAMPLE_SECONDS = 0.1
 
 
 def main() -> None:
@@ -207,7 +216,7 @@ def main() -> None:
     backends = args.backends.split(",")
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind}; "
           f"{'torch ' + torch.__version__ + ' (2 threads)' if have_torch else 'PyTorch not installed'}; "
-          f"median of {args.repeats} steps after warm-up; host memory: "
+          f"median of {args.repeats} samples after warm-up; host memory: "
           f"{'reused (jaxconv.train.reuse_host_memory)' if reused else 'glibc default'}")
     print()
     head = ["network (batch)", "stock Flax ms"] + [f"jaxconv {b} ms" for b in backends]
@@ -235,10 +244,12 @@ def main() -> None:
         for key, run in contenders.items():  # warm-up (compilation)
             sync[key](run())
             sync[key](run())
+        fastest = min(timed(run, sync[key]) for key, run in contenders.items())
+        steps = max(1, round(SAMPLE_SECONDS / fastest))  # the same for every contender
         times = {k: [] for k in contenders}
         for _ in range(args.repeats):
             for key, run in contenders.items():
-                times[key].append(timed(run, sync[key]))
+                times[key].append(timed(run, sync[key], steps))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
         def ratio(a: str, b: str) -> str:  # median over rounds of the same-round ratio
