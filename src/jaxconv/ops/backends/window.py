@@ -186,21 +186,21 @@ def _patch_product(xp, w2, kernel_size, dilation, precision):
 
 def _by_batch_chunks(fn, x, bytes_per_image):
     """``fn`` applied to chunks of the leading (batch) axis of ``x`` (an array or a tuple
-    of arrays of one batch); results concatenated along their leading axis."""
-    leaves = jax.tree_util.tree_leaves(x)
-    total = leaves[0].shape[0]
+    of arrays of one batch); results (arrays or tuples) concatenated along their leading
+    axis."""
+    total = jax.tree_util.tree_leaves(x)[0].shape[0]
     size = max(1, min(total, CHUNK_BYTES // max(1, bytes_per_image)))
     full = total // size
     take = lambda f: jax.tree_util.tree_map(f, x)
     parts = []
     if full > 1:
         ys = lax.map(fn, take(lambda a: a[: full * size].reshape(full, size, *a.shape[1:])))
-        parts.append(ys.reshape(full * ys.shape[1], *ys.shape[2:]))
+        parts.append(jax.tree_util.tree_map(lambda y: y.reshape(-1, *y.shape[2:]), ys))
     elif full == 1:
         parts.append(fn(take(lambda a: a[:size])))
     if total > full * size:
         parts.append(fn(take(lambda a: a[full * size :])))
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+    return jax.tree_util.tree_map(lambda *ys: ys[0] if len(ys) == 1 else jnp.concatenate(ys), *parts)
 
 
 def _im2col_conv(x, kernel, pads, dilation, precision):
@@ -214,50 +214,30 @@ def _im2col_conv(x, kernel, pads, dilation, precision):
     return _by_batch_chunks(body, x, _patch_bytes_per_image(x, kernel, pads))
 
 
-def _kernel_gradient(x, ct, kernel_size, pads, dilation, precision, bytes_per_image):
-    """``dK = P^T @ dY`` of a stride-1 convolution, batch chunk by batch chunk.
+def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
+    """The gradients of a stride-1 convolution named in ``wanted`` ("x", "kernel"), as a
+    tuple in that order, from the output cotangent ``ct``, in one pass over batch chunks.
 
-    The patches are built transposed, ``(taps * C, positions)``, so the product is a
-    plain ``(taps * C, rows) @ (rows, O)``; the chunks' products are summed. The padded
-    input is made channels-second ``(N, C, *spatial)`` once, so that a chunk's
-    channels-first copy and its tap slices move contiguous rows (copying the tap slices
-    straight out of channels-last ``x`` was ~10-20% slower per layer).
+    - ``dK = P^T @ dY``: the patches are built transposed, ``(taps * C, positions)``, so
+      each chunk's product is a plain ``(taps * C, rows) @ (rows, O)``; the chunks'
+      products are summed. The padded input is made channels-second ``(N, C, *spatial)``
+      once, so a chunk's channels-first copy and its tap slices move contiguous rows
+      (slicing channels-last ``x`` directly was ~10-20% slower per layer).
+    - ``dX`` ("col2im"): the patch cotangent ``dP = dY @ K^T`` (positions, taps, C); tap
+      ``m``'s slab of it lands on the input at offset ``m * d``, so ``dX`` of the padded
+      input is the sum of the slabs, each zero-padded into place (one fused loop), then
+      cropped by the forward padding.
     """
     n = x.ndim - 2
     ones = (1,) * n
-    xt = jnp.moveaxis(pad_and_dilate(x, pads, ones), -1, 1)  # (N, C, *padded)
-
-    def body(chunk):
-        xc, cc = chunk
-        slices, _ = tap_slices(xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2)  # (C, batch, *out)
-        pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
-        pt = pt.reshape(pt.shape[0], -1)
-        return jnp.dot(pt, cc.reshape(-1, cc.shape[-1]), precision=precision)[None]
-
-    # Rebuild the patches in the backward pass: without the checkpoint, linearizing
-    # hoists them out as residuals and stores every chunk's patches at once.
-    partial = _by_batch_chunks(jax.checkpoint(body), (xt, ct), bytes_per_image)
-    return partial.sum(axis=0).reshape(*kernel_size, x.shape[-1], ct.shape[-1])
-
-
-def _input_gradient(ct, kernel, pads, dilation, precision, bytes_per_image):
-    """``dX`` of a stride-1 convolution: ``dP = dY @ K^T`` scattered back ("col2im").
-
-    Per batch chunk, the patch cotangent ``dP`` (positions, taps, C) is one matrix
-    product; tap ``m``'s slab of it lands on the input at offset ``m * d``, so ``dX`` of
-    the padded input is the sum of the slabs, each zero-padded into place (one fused
-    loop), then cropped by the forward padding.
-    """
-    n = ct.ndim - 2
     kernel_size = kernel.shape[:n]
-    taps, cin = math.prod(kernel_size), kernel.shape[-2]
-    k2t = kernel.reshape(taps * cin, kernel.shape[-1]).T
+    taps, cin, cout = math.prod(kernel_size), kernel.shape[-2], kernel.shape[-1]
+    k2t = kernel.reshape(taps * cin, cout).T
     crop = [(0, 0, 0), *((-lo, -hi, 0) for lo, hi in pads), (0, 0, 0)]
     zero = jnp.zeros((), ct.dtype)
 
-    def body(cc):
-        dp = jnp.dot(cc.reshape(-1, cc.shape[-1]), k2t, precision=precision)
-        dp = dp.reshape(*cc.shape[:-1], taps, cin)
+    def input_gradient(cc):
+        dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision).reshape(*cc.shape[:-1], taps, cin)
         acc = None
         for m, tap in enumerate(itertools.product(*(range(k) for k in kernel_size))):
             config = [(0, 0, 0), *((t * d, (k - 1 - t) * d, 0) for t, k, d in zip(tap, kernel_size, dilation)),
@@ -266,7 +246,20 @@ def _input_gradient(ct, kernel, pads, dilation, precision, bytes_per_image):
             acc = slab if acc is None else acc + slab
         return lax.pad(acc, zero, crop)
 
-    return _by_batch_chunks(body, ct, bytes_per_image)
+    def kernel_gradient(xc, cc):
+        slices, _ = tap_slices(xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2)  # (C, batch, *out)
+        pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
+        return jnp.dot(pt.reshape(pt.shape[0], -1), cc.reshape(-1, cout), precision=precision)[None]
+
+    def body(chunk):
+        xc, cc = chunk
+        return tuple(input_gradient(cc) if w == "x" else kernel_gradient(xc, cc) for w in wanted)
+
+    xt = jnp.moveaxis(pad_and_dilate(x, pads, ones), -1, 1) if "kernel" in wanted else x  # (N, C, *padded)
+    # Rebuild the patches in the backward pass: without the checkpoint, linearizing
+    # hoists them out as residuals and stores every chunk's patches at once.
+    grads = _by_batch_chunks(jax.checkpoint(body), (xt, ct), _patch_bytes_per_image(x, kernel, pads))
+    return tuple(g if w == "x" else g.sum(axis=0).reshape(kernel.shape) for w, g in zip(wanted, grads))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -279,22 +272,13 @@ def _chunked_conv_jvp(pads, dilation, precision, primals, tangents):
     x, kernel = primals
     x_dot, kernel_dot = tangents
     y = _chunked_conv(x, kernel, pads, dilation, precision)
-    ct_shape = jax.ShapeDtypeStruct(y.shape, y.dtype)
-    per_image = _patch_bytes_per_image(x, kernel, pads)
-    # Each term is linear in its tangent and written as the *transpose* of that
-    # operand's gradient map, so reverse mode (which transposes the JVP) runs the
-    # gradient maps above themselves, and forward mode still gets conv(x_dot, K) and
-    # conv(x, K_dot).
-    terms = []
-    if not isinstance(kernel_dot, SymbolicZero):
-        kernel_size = kernel.shape[: x.ndim - 2]
-        dk = jax.linear_transpose(
-            lambda ct: _kernel_gradient(x, ct, kernel_size, pads, dilation, precision, per_image), ct_shape)
-        terms.append(dk(kernel_dot)[0])
-    if not isinstance(x_dot, SymbolicZero):
-        dx = jax.linear_transpose(
-            lambda ct: _input_gradient(ct, kernel, pads, dilation, precision, per_image), ct_shape)
-        terms.append(dx(x_dot)[0])
-    if not terms:
+    # The tangent term is linear in the tangents and written as the *transpose* of the
+    # gradient map, so reverse mode (which transposes the JVP) runs _gradients itself,
+    # for both operands in one pass, and forward mode still gets conv(x_dot, K) +
+    # conv(x, K_dot). Symbolic zeros drop an operand (a first layer's input).
+    wanted = tuple(name for name, t in (("x", x_dot), ("kernel", kernel_dot)) if not isinstance(t, SymbolicZero))
+    if not wanted:
         return y, jnp.zeros_like(y)
-    return y, functools.reduce(jnp.add, terms)
+    grads = jax.linear_transpose(
+        lambda ct: _gradients(x, ct, kernel, pads, dilation, precision, wanted), jax.ShapeDtypeStruct(y.shape, y.dtype))
+    return y, grads(tuple(x_dot if w == "x" else kernel_dot for w in wanted))[0]
