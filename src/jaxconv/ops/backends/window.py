@@ -32,8 +32,8 @@ and all the arithmetic is elementwise or matrix products.
 
 Gradients. Generally they come from JAX's autodiff of the slices and products. For the
 common training case (no groups, stride 1, no input dilation) a ``custom_jvp``
-rule gives the two passes of the backward their own forms, each run batch chunk by
-batch chunk (``lax.map`` over chunks of about :data:`CHUNK_BYTES` of patches, so the
+rule gives the two gradients their own forms, computed together in one pass over batch
+chunks of ``dY`` (``lax.map`` over chunks of about :data:`CHUNK_BYTES` of patches, so the
 patch matrices stay cache-sized and are never stored for the whole batch):
 
 - the kernel gradient ``dK = P^T @ dY``: the patches are built transposed,
@@ -251,14 +251,16 @@ def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
         pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
         return jnp.dot(pt.reshape(pt.shape[0], -1), cc.reshape(-1, cout), precision=precision)[None]
 
-    def body(chunk):
-        xc, cc = chunk
-        return tuple(input_gradient(cc) if w == "x" else kernel_gradient(xc, cc) for w in wanted)
+    def body(chunk):  # (ct chunk,) or (ct chunk, x chunk)
+        cc = chunk[0]
+        return tuple(input_gradient(cc) if w == "x" else kernel_gradient(chunk[1], cc) for w in wanted)
 
-    xt = jnp.moveaxis(pad_and_dilate(x, pads, ones), -1, 1) if "kernel" in wanted else x  # (N, C, *padded)
+    operands = (ct,)
+    if "kernel" in wanted:
+        operands += (jnp.moveaxis(pad_and_dilate(x, pads, ones), -1, 1),)  # (N, C, *padded)
     # Rebuild the patches in the backward pass: without the checkpoint, linearizing
     # hoists them out as residuals and stores every chunk's patches at once.
-    grads = _by_batch_chunks(jax.checkpoint(body), (xt, ct), _patch_bytes_per_image(x, kernel, pads))
+    grads = _by_batch_chunks(jax.checkpoint(body), operands, _patch_bytes_per_image(x, kernel, pads))
     return tuple(g if w == "x" else g.sum(axis=0).reshape(kernel.shape) for w, g in zip(wanted, grads))
 
 
