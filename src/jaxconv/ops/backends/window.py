@@ -44,9 +44,10 @@ patch matrices stay cache-sized and are never stored for the whole batch):
   tap-``m`` slab is added onto the input at offset ``m * d`` (nine padded slabs summed
   in one fused loop for a 3x3 kernel), then cropped by the forward padding.
 
-The rule is a JVP, not a VJP, so forward mode (``jax.jvp``, Hessians) still works: each
-term is written as the *linear transpose* of its gradient map above, so reverse mode,
-which transposes the JVP, runs those maps themselves. Measurements:
+The rule is a JVP, not a VJP, so forward mode (``jax.jvp``, Hessians) still works: its
+tangent term is written as the *linear transpose* of the gradient map above (``dY`` to
+the wanted gradients), so reverse mode, which transposes the JVP, runs that map itself.
+Measurements:
 ``benchmarks/conv_backends.py`` and ``benchmarks/train_step.py``.
 """
 
