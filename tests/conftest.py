@@ -1,5 +1,6 @@
 import os
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -13,7 +14,13 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-BACKENDS = ("lax", "window", "fft")
+BACKENDS = ("lax", "window", "fft", "winograd")
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ def test_tiny_and_non_square(backend):
 
 
 def test_auto_policy_and_backend_list():
-    assert jaxconv.backends() == ("lax", "window", "fft", "auto")
+    assert jaxconv.backends() == ("lax", "window", "fft", "winograd", "auto")
     from jaxconv.ops import select_backend
 
     assert select_backend((128,), (1,), (1,), 1, 8) == "fft"
@@ -188,10 +188,26 @@ def test_auto_policy_and_backend_list():
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 32, 128, 28 * 28) == "window"  # grayscale first layer
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 32, 8, 28 * 28) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 1, 128, 28 * 28) == "lax"
+    # Winograd: float32/64, stride 1, 3-5 taps on 2+ axes, 32+ channels, 2048+ positions.
+    f32 = dict(dilation=(1, 1), dtype=np.float32)
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 32 * 32, **f32) == "winograd"
+    assert select_backend((5, 5), (1, 1), (1, 1), 1, 64, 64, 1, 64 * 64, **f32) == "winograd"
+    assert select_backend((3, 3, 3), (1, 1, 1), (1, 1, 1), 1, 32, 32, 8, 8**3, dilation=(1,) * 3,
+                          dtype=np.float64) == "winograd"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 16, 16, 128, 32 * 32, **f32) == "lax"  # 16 channels
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 16, 8 * 8, **f32) == "lax"  # 1024 positions
+    assert select_backend((3,), (1,), (1,), 1, 64, 64, 128, 256, dilation=(1,), dtype=np.float32) == "window"  # 1-D: rule 5
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 32 * 32, dilation=(2, 2),
+                          dtype=np.float32) == "lax"
+    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 32 * 32, dilation=(1, 1),
+                          dtype=jnp.bfloat16) == "window"  # half precision: rule 5
+    assert select_backend((3, 3), (2, 2), (1, 1), 1, 32, 32, 128, 32 * 32, **f32) == "window"
     x, k = np.zeros((96, 10, 10, 32), np.float32), np.zeros((3, 3, 32, 64), np.float32)
-    auto = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k)
-    assert "conv_general_dilated" not in str(auto) and "custom_jvp_call" in str(auto)
-    small = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x[:8], k)
+    auto = str(jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k))
+    assert "conv_general_dilated" not in auto and "custom_jvp_call" not in auto and "f32[36,32,64]" in auto
+    in_bf16 = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
+    assert "custom_jvp_call" in str(in_bf16)  # window's im2col
+    small = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x[:8], k[..., :16])
     assert "conv_general_dilated" in str(small)
 
 

@@ -14,12 +14,6 @@ from tests.ops import reference as R
 from tests.ops.test_conv import close
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_conv_grads_second_order(backend, x64):
     rng = np.random.default_rng(1)

@@ -149,7 +149,7 @@ def conv(
     x, pads = apply_modes(x, pads, modes)
     if backend == "auto":
         name = select(ksize, strides, idil, groups, kernel.shape[-2], kernel.shape[-1],
-                      x.shape[0], math.prod(x.shape[1:-1]))
+                      x.shape[0], math.prod(x.shape[1:-1]), dil, jnp.result_type(x, kernel))
     else:
         name = backend
     y = BACKENDS[name](

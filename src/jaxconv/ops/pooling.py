@@ -9,6 +9,8 @@ defaulting to the window, symmetric ``padding`` of at most half the effective wi
 - ``fft``: average pools via the FFT convolution backend with a ones kernel; max/min
   have no FFT form and lp pools would magnify its rounding in their root, so these
   use the ``window`` core;
+- ``winograd``: a convolution algorithm only; pools with the ``window`` core, so a
+  model built with ``backend="winograd"`` pools as it would with ``window``;
 - ``auto``: ``window`` for max/min pooling with non-overlapping windows on CPU (XLA's
   CPU gradient of ``reduce_window`` max, ``select_and_scatter``, is 10-20x slower than
   the sliced version's there: benchmarks/train_step.py), ``lax`` otherwise.
@@ -32,7 +34,8 @@ from jaxconv.ops import _validate as V
 from jaxconv.ops.backends import BACKENDS
 from jaxconv.ops.backends.window import tap_slices
 
-POOL_BACKENDS = ("lax", "window", "fft", "auto")
+#: ``winograd`` (a convolution algorithm with no pooling form) pools with the ``window`` core.
+POOL_BACKENDS = ("lax", "window", "fft", "winograd", "auto")
 IntOrInts = int | Sequence[int]
 
 
@@ -154,7 +157,8 @@ _DOC_ARGS = """
       dilation: spacing between window taps.
       ceil_mode: round the output size up (PyTorch's ``ceil_mode``).
       layout: ``"channels_last"`` or ``"channels_first"``.
-      backend: ``"lax"``, ``"window"``, ``"fft"`` or ``"auto"``.
+      backend: ``"lax"``, ``"window"``, ``"fft"``, ``"winograd"`` (pools as ``"window"``)
+        or ``"auto"``.
 """
 
 
