@@ -27,7 +27,7 @@ from jaxconv.ops import select_backend
 from jaxconv.ops._validate import ntuple
 from jaxconv.train import reuse_host_memory
 
-BACKENDS = ("lax", "window", "fft", "auto")
+BACKENDS = ("lax", "window", "fft", "winograd", "auto")
 
 
 def layers(quick: bool):
