@@ -1,6 +1,6 @@
 """Forward and forward+backward time of each conv backend, as ratios to ``lax``.
 
-Contenders run alternately (lax, window, fft, auto, lax, window, ...) within one process;
+Contenders run alternately (lax, window, fft, winograd, auto, lax, ...) within one process;
 times are medians of the repeats and ratios are medians of the same-round ratios to lax,
 so machine noise and drift hit all of them alike. The process first applies
 ``jaxconv.train.reuse_host_memory()`` as ``jaxconv-train`` does (``--host-memory default``
@@ -27,7 +27,7 @@ from jaxconv.ops import select_backend
 from jaxconv.ops._validate import ntuple
 from jaxconv.train import reuse_host_memory
 
-BACKENDS = ("lax", "window", "fft", "winograd", "auto")
+BACKENDS = ("lax", "window", "fft", "winograd", "auto")  # lax first: the ratios' base
 
 
 def layers(quick: bool):
@@ -39,6 +39,8 @@ def layers(quick: bool):
         ("2-D 3x3 32->32, 32x32 (VGG-6)", (b, 32, 32, 32), (3, 3, 32, 32), dict(padding="SAME")),
         ("2-D 3x3 64->128, 8x8 (VGG-6)", (b, 8, 8, 64), (3, 3, 64, 128), dict(padding="SAME")),
         ("2-D 3x3 128->128, 8x8 (VGG-6)", (b, 8, 8, 128), (3, 3, 128, 128), dict(padding="SAME")),
+        ("2-D 3x3 16->16, 32x32 (ResNet-20)", (b, 32, 32, 16), (3, 3, 16, 16), dict(padding="SAME")),
+        ("2-D 5x5 64->64, 16x16", (b, 16, 16, 64), (5, 5, 64, 64), dict(padding="SAME")),
         ("2-D 3x3 3->32, 32x32 (RGB input)", (b, 32, 32, 3), (3, 3, 3, 32), dict(padding="SAME")),
         ("2-D 3x3 32->64 stride 2", (b, 32, 32, 32), (3, 3, 32, 64), dict(padding="SAME", stride=2)),
         ("2-D depthwise 3x3, 64 ch", (b, 32, 32, 64), (3, 3, 1, 64), dict(padding="SAME", groups=64)),
@@ -82,10 +84,11 @@ def main() -> None:
           f"jax {jax.__version__}; matmul 2048^2: {peak:.1f} GFLOP/s; median of {args.repeats}; "
           f"host memory {'reused' if reused else 'glibc default'}")
     print()
-    print("| layer | auto picks | fwd lax ms | fwd window / lax | fwd fft / lax | fwd auto / lax "
-          "| fwd+bwd lax ms | f+b window / lax | f+b fft / lax | f+b auto / lax "
-          "| best fwd GFLOP/s, direct-equivalent (% of matmul) |")
-    print("|" + " --- |" * 11)
+    others = BACKENDS[1:]
+    head = ["layer", "auto picks", "fwd lax ms", *(f"fwd {b} / lax" for b in others), "fwd+bwd lax ms",
+            *(f"f+b {b} / lax" for b in others), "best fwd GFLOP/s, direct-equivalent (% of matmul)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
     rng = np.random.default_rng(0)
     for name, xs, ks, kw in layers(args.quick):
         x = jnp.asarray(rng.normal(size=xs), jnp.float32)
@@ -117,7 +120,7 @@ def main() -> None:
         gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
         n = len(ks) - 2
         picks = select_backend(ks[:n], ntuple(kw.get("stride", 1), n, "stride"), (1,) * n, kw.get("groups", 1),
-                               ks[-2], ks[-1], xs[0], math.prod(xs[1:-1]))
+                               ks[-2], ks[-1], xs[0], math.prod(xs[1:-1]), (1,) * n, x.dtype)
         cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
         cells += [f"{paired(fwd, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{med_b['lax'] * 1e3:.1f}"]
