@@ -31,10 +31,12 @@ sums of a few strided slices each, cheap against the matmuls.
 Tile size. Every axis uses input tiles of :data:`TILE` = 6 samples, so ``m = 7 - r``
 outputs per tile for ``r`` = 2 to 5 taps (an axis of one tap needs no transform). Bigger
 tiles save more multiplies but the transforms' coefficients grow and so does the rounding
-error: with 6-sample tiles a float32 3x3 layer of 32+ channels is off from a direct
-convolution by about 1e-5 of its largest output (measured in ``tests/ops``; FFT is of the
-same order), where direct methods are at 1e-6. Half-precision inputs are transformed and
-multiplied in float32 and rounded back once.
+error: with 6-sample tiles a float32 3x3 layer of 64 channels is off from a float64
+reference by about 5e-6 of its largest output, where ``lax`` and ``window`` are at about
+1e-6 (``tests/ops/test_winograd.py`` bounds it at 2e-5). 8-sample tiles, ``F(6x6, 3x3)``,
+doubled that error and were 1.5-1.9x slower here (8x8 images waste most of an 8-sample
+tile). Half-precision inputs are transformed and multiplied in float32 and rounded back
+once.
 
 What it covers. Stride 1, no dilation of either kind, no groups, at most
 :data:`MAX_TAPS` taps per axis (and more than one on some axis). Anything else (a strided
