@@ -59,8 +59,26 @@ def test_values_and_gradients_against_reference(x_shape, k_shape, pads, x64):
     f = jax.jit(lambda x, k: jaxconv.conv(x, k, padding=pads, backend="winograd"))
     np.testing.assert_allclose(f(x, k), R.conv(x, k, ones, pads, ones, ones, 1), atol=1e-10)
     jaxpr = str(jax.make_jaxpr(f)(x, k))
-    assert "custom_jvp_call" not in jaxpr and "conv_general_dilated" not in jaxpr  # transformed, no fallback
+    assert "_input_transform" in jaxpr and "_chunked_conv" not in jaxpr  # transformed, no fallback
     check_grads(f, (x, k), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "x_shape,k_shape,pads",
+    [((2, 9, 8, 3), (3, 3, 3, 2), ((-1, 2), (1, -2))), ((1, 2, 3, 2), (3, 3, 2, 2), ((6, 5), (0, 7))),
+     ((2, 11, 3), (5, 3, 2), ((3, 0),))],
+)
+def test_the_two_input_transforms_agree(x_shape, k_shape, pads, x64):
+    # The forward slices x (padding each slice), reverse mode transposes the padded form:
+    # the same linear map, including tiles that lie wholly in the padding.
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=x_shape)
+    taps = k_shape[:-2]
+    m = tuple(winograd.tile_outputs(r) for r in taps)
+    outs = [s + lo + hi - r + 1 for s, (lo, hi), r in zip(x_shape[1:-1], pads, taps)]
+    tiles = tuple(-(-length // mi) for length, mi in zip(outs, m))
+    args = (pads, m, taps, tiles)
+    np.testing.assert_array_equal(winograd._sliced_tiles(x, *args), winograd._padded_tiles(x, *args))
 
 
 def test_negative_pads_crop_like_window(x64):

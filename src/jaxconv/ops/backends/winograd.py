@@ -50,6 +50,7 @@ import functools
 import math
 from fractions import Fraction
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -157,6 +158,63 @@ def _strided(x, axis: int, start: int, count: int, step: int):
     return x[tuple(index)]
 
 
+def _padded_tiles(x, pads, m, taps, tiles):
+    """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): pad so the last tile is
+    whole, then per axis take the ``a`` strided slices (the j-th sample of every tile)
+    and combine them with ``B^T``; the new transform axis goes in front."""
+    config = [(0, 0, 0)]
+    for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
+        config.append((lo, mi * t + r - 1 - size - lo, 0))
+    v = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])
+    for i, (mi, r) in enumerate(zip(m, taps)):
+        bt = transform_matrices(mi, r)[2]
+        parts = [_strided(v, 2 * i + 1, j, tiles[i], mi) for j in range(bt.shape[1])]
+        v = jnp.stack(_combine(parts, bt), axis=i)
+    return v
+
+
+def _tile_samples(x, axis: int, lo: int, tiles: int, step: int, j: int):
+    """Sample ``j`` of every tile along ``axis`` of the zero-padded ``x`` (``lo`` in front),
+    sliced from ``x`` itself: the tiles that fall in the padding get zeros."""
+    size, first = x.shape[axis], j - lo  # x index of tile 0's sample j
+    t_lo, t_hi = max(0, -(first // step)), min(tiles - 1, (size - 1 - first) // step)
+    if t_hi < t_lo:
+        shape = list(x.shape)
+        shape[axis] = tiles
+        return jnp.zeros(shape, x.dtype)
+    part = _strided(x, axis, first + t_lo * step, t_hi - t_lo + 1, step)
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (t_lo, tiles - 1 - t_hi, 0)
+    return lax.pad(part, jnp.zeros((), x.dtype), config)
+
+
+def _sliced_tiles(x, pads, m, taps, tiles):
+    """:func:`_padded_tiles` without the padded copy: each slice pads itself, so XLA
+    fuses the padding (and whatever elementwise op made ``x``) into the transform."""
+    v = x
+    for i, (mi, r) in enumerate(zip(m, taps)):
+        bt = transform_matrices(mi, r)[2]
+        parts = [_tile_samples(v, 2 * i + 1, pads[i][0], tiles[i], mi, j) for j in range(bt.shape[1])]
+        v = jnp.stack(_combine(parts, bt), axis=i)
+    return v
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _input_transform(x, pads, m, taps, tiles):
+    return _sliced_tiles(x, pads, m, taps, tiles)
+
+
+@_input_transform.defjvp
+def _input_transform_jvp(pads, m, taps, tiles, primals, tangents):
+    # One linear map, two programs: the forward is faster from slices of x (its padding
+    # and the previous layer's activation fuse in), while the transpose of the padded
+    # form, which reverse mode runs, is the faster input gradient. Whole training steps,
+    # paired against the padded form both ways: VGG-6 0.97 and 0.98, ResNet-20 0.96,
+    # MNIST net 0.95 and 1.07.
+    (x,), (x_dot,) = primals, tangents
+    return _input_transform(x, pads, m, taps, tiles), _padded_tiles(x_dot, pads, m, taps, tiles)
+
+
 def conv(
     x: jnp.ndarray,
     kernel: jnp.ndarray,
@@ -186,16 +244,7 @@ def conv(
     outs = [size + lo + hi - r + 1 for size, (lo, hi), r in zip(x.shape[1:-1], pads, taps)]
     tiles = [-(-length // mi) for length, mi in zip(outs, m)]
 
-    # Input tiles: pad so the last tile is whole, then per axis take the `a` strided
-    # slices (the j-th sample of every tile) and combine them with B^T. The new
-    # transform axis goes in front: (a_1, ..., a_n, N, t_1, ..., t_n, C).
-    config = [(0, 0, 0)]
-    for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
-        config.append((lo, mi * t + r - 1 - size - lo, 0))
-    v = lax.pad(x, jnp.zeros((), work), [*config, (0, 0, 0)])
-    for i, (_, _, bt) in enumerate(mats):
-        parts = [_strided(v, 2 * i + 1, j, tiles[i], m[i]) for j in range(bt.shape[1])]
-        v = jnp.stack(_combine(parts, bt), axis=i)
+    v = _input_transform(x, tuple(tuple(p) for p in pads), tuple(m), tuple(taps), tuple(tiles))
     positions = math.prod(v.shape[:n])
     cin, cout = kernel.shape[-2:]
 
