@@ -26,7 +26,11 @@ turn, so a 3x3 kernel in 6x6 tiles of 4x4 outputs (``F(4x4, 3x3)``) takes 36 pro
 for 16 outputs, 2.25 per output against 9: the three matrix products of a training step
 (forward, input gradient, kernel gradient; autodiff of this code, which is all matmuls,
 slices and sums) do a quarter of a direct method's multiply-adds. The transforms are
-sums of a few strided slices each, cheap against the matmuls.
+sums of a few strided slices each, cheaper than the matmuls they save. The input
+transform has two programs for its one linear map (a custom JVP): the forward slices the
+unpadded input, so its zero padding and the previous layer's activation fuse into the
+transform, while reverse mode transposes the padded form, whose transpose is the faster
+input gradient.
 
 Tile size. Every axis uses input tiles of :data:`TILE` = 6 samples, so ``m = 7 - r``
 outputs per tile for ``r`` = 2 to 5 taps (an axis of one tap needs no transform). Bigger
