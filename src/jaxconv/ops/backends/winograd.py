@@ -120,7 +120,10 @@ def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
         scale = math.lcm(*(v.denominator for v in bt[k]))
         bt[k] = [v * scale for v in bt[k]]
         g[k] = [v / scale for v in g[k]]
-    return tuple(np.array(mat, dtype=np.float64) for mat in (at, g, bt))  # type: ignore[return-value]
+    out = tuple(np.array(mat, dtype=np.float64) for mat in (at, g, bt))
+    for mat in out:
+        mat.setflags(write=False)  # cached: shared by every caller
+    return out  # type: ignore[return-value]
 
 
 def tile_outputs(taps: int) -> int:
