@@ -116,8 +116,9 @@ def select(
        skip this rule (half precision is left to the other rules: Winograd's transforms
        magnify rounding).
     4. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU
-       (an RGB first layer): its im2col matmul beats XLA's CPU convolution there
-       (forward+backward of a 128x32x32x3 -> 32 layer: 10.6 ms against 31.3 ms).
+       (an RGB first layer): its shift-and-add forward and im2col kernel gradient beat
+       XLA's CPU convolution there (forward+backward of a 64x32x32x3 -> 32 layer: 0.51x
+       of lax's 9.0 ms in benchmarks/conv_backends.py).
     5. ``window`` on CPU for ungrouped layers in batches of at least
        :data:`WINDOW_MIN_BATCH` images of at least :data:`WINDOW_MIN_POSITIONS` input
        positions that are strided, or stride-1 with at least

@@ -165,19 +165,24 @@ def _strided(x, axis: int, start: int, count: int, step: int):
     return x[tuple(index)]
 
 
+def _transform_tiles(v, m, taps, tiles, samples):
+    """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): per axis ``i``, the ``a``
+    arrays ``samples(v, axis, i, j)`` (sample ``j`` of every tile along ``axis``) combined
+    with ``B^T``; the new transform axis goes in front."""
+    for i, (mi, r) in enumerate(zip(m, taps)):
+        bt = transform_matrices(mi, r)[2]
+        v = jnp.stack(_combine([samples(v, 2 * i + 1, i, j) for j in range(bt.shape[1])], bt), axis=i)
+    return v
+
+
 def _padded_tiles(x, pads, m, taps, tiles):
-    """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): pad so the last tile is
-    whole, then per axis take the ``a`` strided slices (the j-th sample of every tile)
-    and combine them with ``B^T``; the new transform axis goes in front."""
+    """The input transform of ``x`` padded so the last tile is whole: sample ``j`` of the
+    tiles along an axis is one strided slice of the padded copy."""
     config = [(0, 0, 0)]
     for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
         config.append((lo, mi * t + r - 1 - size - lo, 0))
     v = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])
-    for i, (mi, r) in enumerate(zip(m, taps)):
-        bt = transform_matrices(mi, r)[2]
-        parts = [_strided(v, 2 * i + 1, j, tiles[i], mi) for j in range(bt.shape[1])]
-        v = jnp.stack(_combine(parts, bt), axis=i)
-    return v
+    return _transform_tiles(v, m, taps, tiles, lambda v, axis, i, j: _strided(v, axis, j, tiles[i], m[i]))
 
 
 def _tile_samples(x, axis: int, lo: int, tiles: int, step: int, j: int):
@@ -198,12 +203,8 @@ def _tile_samples(x, axis: int, lo: int, tiles: int, step: int, j: int):
 def _sliced_tiles(x, pads, m, taps, tiles):
     """:func:`_padded_tiles` without the padded copy: each slice pads itself, so XLA
     fuses the padding (and whatever elementwise op made ``x``) into the transform."""
-    v = x
-    for i, (mi, r) in enumerate(zip(m, taps)):
-        bt = transform_matrices(mi, r)[2]
-        parts = [_tile_samples(v, 2 * i + 1, pads[i][0], tiles[i], mi, j) for j in range(bt.shape[1])]
-        v = jnp.stack(_combine(parts, bt), axis=i)
-    return v
+    return _transform_tiles(
+        x, m, taps, tiles, lambda v, axis, i, j: _tile_samples(v, axis, pads[i][0], tiles[i], m[i], j))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
