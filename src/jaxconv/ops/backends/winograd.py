@@ -165,24 +165,44 @@ def _strided(x, axis: int, start: int, count: int, step: int):
     return x[tuple(index)]
 
 
+def _unstack(x, axis: int = 0) -> list:
+    """``[x[j] for j along axis]`` as one ``lax.split``, whose transpose is a
+    concatenation: indexing instead transposes to one zero-padded full-size array per
+    piece, summed, which XLA evaluates as a chain of selects per element."""
+    return [part.squeeze(axis) for part in lax.split(x, [1] * x.shape[axis], axis=axis)]
+
+
 def _transform_tiles(v, m, taps, tiles, samples):
     """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): per axis ``i``, the ``a``
-    arrays ``samples(v, axis, i, j)`` (sample ``j`` of every tile along ``axis``) combined
+    arrays ``samples(v, axis, i)`` (sample ``j`` of every tile along ``axis``) combined
     with ``B^T``; the new transform axis goes in front."""
     for i, (mi, r) in enumerate(zip(m, taps)):
         bt = transform_matrices(mi, r)[2]
-        v = jnp.stack(_combine([samples(v, 2 * i + 1, i, j) for j in range(bt.shape[1])], bt), axis=i)
+        v = jnp.stack(_combine(samples(v, 2 * i + 1, i, bt.shape[1]), bt), axis=i)
     return v
 
 
+def _block_samples(v, axis: int, tiles: int, step: int, count: int) -> list:
+    """Sample ``j < count`` of every tile along ``axis`` of ``v``, whose length there is
+    ``(tiles + extra) * step``: reshaped to ``(tiles + extra, step)`` blocks, sample ``j``
+    is column ``j % step`` from block row ``j // step`` on. A linear map built from a
+    reshape, a split and whole-block shifts, so its transpose (the input gradient) is a
+    concatenation of a few shifted sums instead of ``count`` interleaved scatters."""
+    rows = v.shape[axis] // step
+    blocks = v.reshape(*v.shape[:axis], rows, step, *v.shape[axis + 1 :])
+    columns = _unstack(blocks, axis + 1)
+    return [lax.slice_in_dim(columns[j % step], j // step, j // step + tiles, axis=axis) for j in range(count)]
+
+
 def _padded_tiles(x, pads, m, taps, tiles):
-    """The input transform of ``x`` padded so the last tile is whole: sample ``j`` of the
-    tiles along an axis is one strided slice of the padded copy."""
+    """The input transform of ``x`` padded so the last tile is whole (and the padded
+    length is whole blocks of ``m``): the samples come from :func:`_block_samples`."""
     config = [(0, 0, 0)]
     for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
-        config.append((lo, mi * t + r - 1 - size - lo, 0))
+        blocks = t + -(-(r - 1) // mi)  # the tiles plus the overlap of the last one
+        config.append((lo, mi * blocks - size - lo, 0))
     v = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])
-    return _transform_tiles(v, m, taps, tiles, lambda v, axis, i, j: _strided(v, axis, j, tiles[i], m[i]))
+    return _transform_tiles(v, m, taps, tiles, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a))
 
 
 def _tile_samples(x, axis: int, lo: int, tiles: int, step: int, j: int):
@@ -204,7 +224,8 @@ def _sliced_tiles(x, pads, m, taps, tiles):
     """:func:`_padded_tiles` without the padded copy: each slice pads itself, so XLA
     fuses the padding (and whatever elementwise op made ``x``) into the transform."""
     return _transform_tiles(
-        x, m, taps, tiles, lambda v, axis, i, j: _tile_samples(v, axis, pads[i][0], tiles[i], m[i], j))
+        x, m, taps, tiles,
+        lambda v, axis, i, a: [_tile_samples(v, axis, pads[i][0], tiles[i], m[i], j) for j in range(a)])
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
@@ -267,7 +288,7 @@ def conv(
     # each tile, placed right after the tile axis and merged with it.
     for i, (at, _, _) in enumerate(mats):
         after = (n - i - 1) + 1 + i + 1  # the remaining transform axes, N, the tile axes so far
-        y = jnp.stack(_combine([y[j] for j in range(at.shape[1])], at), axis=after)
+        y = jnp.stack(_combine(_unstack(y), at), axis=after)
         y = y.reshape(*y.shape[: after - 1], -1, *y.shape[after + 1 :])
     y = y[(slice(None), *(slice(0, length) for length in outs))]
     return y.astype(dtype)
