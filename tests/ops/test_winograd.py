@@ -81,6 +81,31 @@ def test_the_two_input_transforms_agree(x_shape, k_shape, pads, x64):
     np.testing.assert_array_equal(winograd._sliced_tiles(x, *args), winograd._padded_tiles(x, *args))
 
 
+def test_transform_gradients_are_concatenations_not_padded_sums(x64):
+    # The gradient of a layer transposes the output transform and the padded input
+    # transform. Built from lax.split and whole-block shifts, their transposes are
+    # concatenations plus a few shifts; indexing one sample at a time would transpose to
+    # one zero-padded full-size array per sample (6 per axis), summed.
+    rng = np.random.default_rng(4)
+    x, k = rng.normal(size=(2, 10, 9, 3)), rng.normal(size=(3, 3, 3, 2))
+    f = lambda x: winograd.conv(x, k, strides=(1, 1), dilation=(1, 1), input_dilation=(1, 1), groups=1,
+                                pads=((1, 1), (1, 1)))
+    y = f(x)
+    jaxpr = jax.make_jaxpr(jax.linear_transpose(jax.linearize(f, x)[1], x))(y)
+    eqns = jaxpr.jaxpr.eqns
+    assert sum(e.primitive.name == "concatenate" for e in eqns) >= 4  # 2 transforms x 2 axes
+    pads = [[tuple(int(v) for v in c) for c in e.params["padding_config"]] for e in eqns if e.primitive.name == "pad"]
+    assert not any(interior for config in pads for _, _, interior in config)  # no strided scatters
+    # every pad shifts by at most one block, except the output crop's transpose and the
+    # input padding's (a crop): indexing sample j instead pads j and a - 1 - j around it.
+    wide = [config for config in pads if any(abs(lo) + abs(hi) > 1 for lo, hi, _ in config)]
+    assert len(wide) <= 2, wide
+    # and the samples themselves: block sampling equals strided slicing
+    v = jnp.asarray(rng.normal(size=(2, 4 * 5, 3)))
+    for j, part in enumerate(winograd._block_samples(v, 1, 4, 4, 6)):
+        np.testing.assert_array_equal(part, winograd._strided(v, 1, j, 4, 4))
+
+
 def test_negative_pads_crop_like_window(x64):
     rng = np.random.default_rng(1)
     x, k = rng.normal(size=(2, 9, 8, 3)), rng.normal(size=(3, 3, 3, 2))
