@@ -106,13 +106,14 @@ def select(
        groups, with 3 to 5 taps on each of two or more spatial axes, at least
        :data:`WINOGRAD_MIN_CHANNELS` in and out channels and at least
        :data:`WINOGRAD_MIN_POSITIONS` input positions over the batch: a quarter of the
-       multiply-adds (3x3) makes forward+backward 0.52-0.83x of ``lax`` (``window``:
-       0.71-1.28x) on the 32- to 128-channel rows of benchmarks/conv_backends.py (batch
-       64, two runs), and 0.83-0.92x on a 5x5 64 -> 64 layer; paired single-layer timings:
+       multiply-adds (3x3) makes forward+backward 0.49-0.65x of ``lax`` (``window``:
+       0.73-1.40x) on the 32- to 128-channel rows of benchmarks/conv_backends.py (batch
+       64), and 0.66x on a 5x5 64 -> 64 layer; paired single-layer timings:
        4x32x32x64 -> 64 3.6 against lax's 6.3 ms, 1x64x64x64 -> 64 3.5 against 6.5 ms.
-       It loses on 16-channel layers (1.25-1.67x of lax at 32x32), on tiny ones
-       (16x8x8x32 -> 32: 1.3x of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.15-1.6x),
-       hence the thresholds. Needs ``dilation`` and ``dtype``; callers that omit them
+       It loses on 16-channel layers (1.17x of lax at 32x32; 1.25-1.67x before its
+       gradient transforms became concatenations), on tiny ones (16x8x8x32 -> 32: 1.3x
+       of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.26x on the MNIST-1D layer,
+       1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``; callers that omit them
        skip this rule (half precision is left to the other rules: Winograd's transforms
        magnify rounding).
     4. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU

@@ -26,7 +26,11 @@ turn, so a 3x3 kernel in 6x6 tiles of 4x4 outputs (``F(4x4, 3x3)``) takes 36 pro
 for 16 outputs, 2.25 per output against 9: the three matrix products of a training step
 (forward, input gradient, kernel gradient; autodiff of this code, which is all matmuls,
 slices and sums) do a quarter of a direct method's multiply-adds. The transforms are
-sums of a few strided slices each, cheaper than the matmuls they save. The input
+sums of a few strided slices each, cheaper than the matmuls they save, written so that
+their transposes (which the gradient runs) are concatenations too: the transform
+positions are taken apart with one ``lax.split`` and the padded input's tile samples are
+columns of whole blocks (:func:`_block_samples`), not one indexed or strided slice each,
+whose transposes would be zero-padded full-size arrays summed per sample. The input
 transform has two programs for its one linear map (a custom JVP): the forward slices the
 unpadded input, so its zero padding and the previous layer's activation fuse into the
 transform, while reverse mode transposes the padded form, whose transpose is the faster
