@@ -177,9 +177,9 @@ def _unstack(x, axis: int = 0) -> list:
 
 
 def _transform_tiles(v, m, taps, tiles, samples):
-    """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): per axis ``i``, the ``a``
-    arrays ``samples(v, axis, i)`` (sample ``j`` of every tile along ``axis``) combined
-    with ``B^T``; the new transform axis goes in front."""
+    """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): per axis ``i``, the list of
+    ``a`` arrays ``samples(v, axis, i, a)`` (item ``j``: sample ``j`` of every tile along
+    ``axis``) combined with ``B^T``; the new transform axis goes in front."""
     for i, (mi, r) in enumerate(zip(m, taps)):
         bt = transform_matrices(mi, r)[2]
         v = jnp.stack(_combine(samples(v, 2 * i + 1, i, bt.shape[1]), bt), axis=i)
