@@ -113,9 +113,9 @@ def select(
        It loses on 16-channel layers (1.17x of lax at 32x32; 1.25-1.67x before its
        gradient transforms became concatenations), on tiny ones (16x8x8x32 -> 32: 1.3x
        of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.26x on the MNIST-1D layer,
-       1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``; callers that omit them
-       skip this rule (half precision is left to the other rules: Winograd's transforms
-       magnify rounding).
+       1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``;
+       callers that omit them skip this rule (half precision is left to the other
+       rules: Winograd's transforms magnify rounding).
     4. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU
        (an RGB first layer): its shift-and-add forward and im2col kernel gradient beat
        XLA's CPU convolution there (forward+backward of a 64x32x32x3 -> 32 layer: 0.51x
@@ -153,7 +153,7 @@ def select(
         return "window"
     if (
         len(kernel_size) >= 2
-        and all(3 <= k <= 5 for k in kernel_size)
+        and min(kernel_size) >= 3  # at most winograd.MAX_TAPS (5): applies() checks it
         and dilation is not None
         and winograd.applies(kernel_size, strides, dilation, input_dilation, groups)
         and in_channels_per_group >= WINOGRAD_MIN_CHANNELS[0]
