@@ -112,6 +112,7 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     padded = (7 + sum(padding[0])) * (6 + sum(padding[1]))
     # Patches of two images per chunk: lax.map over 2 chunks of 2, then 1 left over.
     monkeypatch.setattr(window, "CHUNK_BYTES", 2 * padded * 3 * 2 * cin * 8)
+    monkeypatch.setattr(window, "GRADIENT_MIN_ROWS", 1)
     f = {b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, dilation=dilation, backend=b))
          for b in ("window", "lax")}
     # The forward maps over chunks, except with few input channels (shift and add over
@@ -132,6 +133,25 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     # Gradient with respect to the kernel alone (a first layer): the input term is skipped.
     gk = jax.grad(lambda k: jnp.sum(f["window"](x, k) ** 2))(k)
     close(gk, jax.grad(lambda k: jnp.sum(f["lax"](x, k) ** 2))(k), tol=1e-12)
+
+
+def test_window_gradient_chunks_hold_at_least_min_rows(monkeypatch):
+    """The gradient map's chunks grow past CHUNK_BYTES to GRADIENT_MIN_ROWS output
+    positions (a longer kernel-gradient contraction); the forward's stay cache-sized."""
+    from jaxconv.ops.backends import window
+
+    x = jnp.zeros((12, 5, 5, 8), jnp.float32)  # 25 output positions per image ("SAME")
+    k = jnp.zeros((3, 3, 8, 4), jnp.float32)
+    f = lambda x, k: jaxconv.conv(x, k, padding="SAME", backend="window")
+    backward = lambda x, k: jax.vjp(f, x, k)[1](jnp.zeros((12, 5, 5, 4), jnp.float32))
+    monkeypatch.setattr(window, "CHUNK_BYTES", window._patch_bytes_per_image(x, k, ((1, 1), (1, 1))))
+    for min_rows, length in ((1, 12), (50, 6), (75, 4), (76, 3)):  # images per chunk: 1, 2, 3, 4
+        monkeypatch.setattr(window, "GRADIENT_MIN_ROWS", min_rows)
+        jax.clear_caches()  # the JVP rule's trace is cached across calls
+        jaxpr = str(jax.make_jaxpr(backward)(x, k))
+        # one map in the forward (1 image per chunk, length 12) and one in the gradients
+        assert jaxpr.count("length=12") == (2 if length == 12 else 1), (min_rows, jaxpr.count("length=12"))
+        assert length == 12 or jaxpr.count(f"length={length}") == 1, min_rows
 
 
 def test_window_chunked_im2col_under_vmap_and_jit(rng):
