@@ -6,6 +6,13 @@ so machine noise and drift hit all of them alike. The process first applies
 ``jaxconv.train.reuse_host_memory()`` as ``jaxconv-train`` does (``--host-memory default``
 to leave glibc's allocator as it is).
 
+"fwd" is the output alone; "f+b" (forward+backward) returns the output and both
+gradients for a random cotangent, as a training step needs them. The last two columns
+put ``window`` against the fastest backend of each round, and the least time any direct
+method could take (the forward's and both gradients' multiply-adds at this machine's
+2048^2 matmul rate) against the fastest backend: where that floor is above 1.5, no direct
+convolution can come within 1.5x of the fast algorithm (Winograd, FFT) that wins.
+
     python benchmarks/conv_backends.py            # the README table
     python benchmarks/conv_backends.py --repeats 3 --quick
 """
@@ -48,6 +55,7 @@ def layers(quick: bool):
         ("1-D signal, 16 taps", (16, 8192, 1), (16, 1, 1), dict(padding="SAME")),
         ("1-D signal, 64 taps", (16, 8192, 1), (64, 1, 1), dict(padding="SAME")),
         ("1-D signal, 256 taps", (16, 8192, 1), (256, 1, 1), dict(padding="SAME")),
+        ("1-D 8->8 ch, 32 taps", (16, 4096, 8), (32, 8, 8), dict(padding="SAME")),
         ("1-D 8->8 ch, 128 taps", (16, 4096, 8), (128, 8, 8), dict(padding="SAME")),
     ]
 
@@ -86,7 +94,8 @@ def main() -> None:
     print()
     others = BACKENDS[1:]
     head = ["layer", "auto picks", "fwd lax ms", *(f"fwd {b} / lax" for b in others), "fwd+bwd lax ms",
-            *(f"f+b {b} / lax" for b in others), "best fwd GFLOP/s, direct-equivalent (% of matmul)"]
+            *(f"f+b {b} / lax" for b in others), "best fwd GFLOP/s, direct-equivalent (% of matmul)",
+            "f+b window / best", "f+b direct floor / best"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     rng = np.random.default_rng(0)
@@ -98,8 +107,9 @@ def main() -> None:
             def f(x, k, b=b):
                 return jaxconv.conv(x, k, backend=b, **kw)
 
-            def g(x, k, dy, f=f):  # both gradients for a random cotangent
-                return jax.vjp(f, x, k)[1](dy)
+            def g(x, k, dy, f=f):  # the output and both gradients for a random cotangent
+                y, pullback = jax.vjp(f, x, k)
+                return y, pullback(dy)
 
             fwd[b], both[b] = (jax.jit(f), []), (jax.jit(g), [])
         dy = jnp.asarray(rng.normal(size=fwd["lax"][0](x, k).shape), jnp.float32)
@@ -126,6 +136,13 @@ def main() -> None:
         cells += [f"{med_b['lax'] * 1e3:.1f}"]
         cells += [f"{paired(both, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{gf:.1f} ({100 * gf / peak:.0f}%)"]
+        # window against the fastest backend of the same round, and the least time any
+        # direct method needs (three convolutions' multiply-adds at the matmul rate)
+        # against the fastest backend's median.
+        rounds = zip(*(both[b][1] for b in BACKENDS))
+        to_best = statistics.median(r[BACKENDS.index("window")] / min(r) for r in rounds)
+        floor_s = 3 * flops(xs, ks, out_shape) / (peak * 1e9)
+        cells += [f"{to_best:.2f}", f"{floor_s / min(med_b.values()):.2f}"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

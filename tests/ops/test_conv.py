@@ -175,6 +175,16 @@ def test_auto_policy_and_backend_list():
     assert select_backend((3, 3), (2, 2), (1, 1), 32, 1) == "window"  # depthwise
     assert select_backend((16,), (1,), (1,), 1, 1) == "fft"  # one-channel signal
     assert select_backend((5,), (1,), (1,), 1, 1) == "lax"
+    # 1-D block-Toeplitz signal path of window (CPU): needs out_channels and dilation.
+    sig = dict(dilation=(1,), dtype=np.float32)
+    assert select_backend((16,), (1,), (1,), 1, 1, 1, **sig) == "window"
+    assert select_backend((64,), (1,), (1,), 1, 1, 8, **sig) == "window"
+    assert select_backend((65,), (1,), (1,), 1, 1, 1, **sig) == "fft"
+    assert select_backend((32,), (1,), (1,), 1, 8, 8, **sig) == "window"
+    assert select_backend((64,), (1,), (1,), 1, 8, 8, **sig) == "fft"
+    assert select_backend((32,), (1,), (1,), 1, 8, 16, **sig) == "lax"  # 128 channel pairs
+    assert select_backend((16,), (1,), (1,), 1, 1, 1, dilation=(2,)) == "fft"
+    assert select_backend((7,), (1,), (1,), 1, 1, 1, **sig) == "lax"
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 3) == "window"  # RGB first layer, on CPU
     # Ungrouped layers in big batches on CPU: strided ones, and big stride-1 ones.
     assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 26 * 26) == "window"

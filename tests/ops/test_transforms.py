@@ -176,3 +176,93 @@ def test_window_paths_by_shape(rng):
     side = math.isqrt(window.CHUNK_BYTES // (9 * 10 * 4)) + 1  # one image's patches > CHUNK_BYTES
     big = jaxpr(jax.ShapeDtypeStruct((1, side, side, 10), jnp.float32))
     assert "custom_jvp_call" not in big and "dot_general" in big
+
+
+def test_toeplitz_matrix_is_the_kernels_band(rng):
+    """T[j, c, r, o] = K[j - r, c, o] inside the band, zero outside: built from an
+    explicit double loop here."""
+    from jaxconv.ops.backends import window
+
+    taps, cin, cout, block = 5, 2, 3, 4
+    k = rng.normal(size=(taps, cin, cout)).astype(np.float32)
+    want = np.zeros((block + taps - 1, cin, block, cout), np.float32)
+    for j in range(block + taps - 1):
+        for r in range(block):
+            if 0 <= j - r < taps:
+                want[j, :, r, :] = k[j - r]
+    got = window._toeplitz_matrix(jnp.asarray(k), block)
+    close(got, want.reshape((block + taps - 1) * cin, block * cout), tol=0)
+
+
+@pytest.mark.parametrize(
+    "length,taps,cin,cout,padding",
+    [
+        (50, 8, 1, 1, "SAME"),  # shift-and-add forward, block-product derivatives
+        (37, 9, 1, 1, ((8, 8),)),  # "full"; output not a whole number of blocks
+        (70, 40, 1, 1, ((3, 0),)),  # asymmetric; blocks of 16, each reading 4 input blocks
+        (45, 70, 1, 1, ((69, 0),)),  # kernel longer than the signal; block product forward
+        (30, 16, 2, 4, "VALID"),  # channels: block product both ways
+        (20, 12, 8, 8, ((2, 1),)),  # 64 channel pairs, the most the path takes
+        (11, 11, 1, 1, "VALID"),  # a single output
+    ],
+)
+def test_window_toeplitz_path_against_reference(x64, length, taps, cin, cout, padding):
+    """Long 1-D kernels on few channels: block-Toeplitz products (and shift and add for a
+    one-channel forward); values against the NumPy reference, both gradients against
+    lax, first and second order in both modes."""
+    rng = np.random.default_rng(taps)
+    x = rng.normal(size=(3, length, cin))
+    k = rng.normal(size=(taps, cin, cout))
+    f = {b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, backend=b)) for b in ("window", "lax")}
+    jaxpr = str(jax.make_jaxpr(f["window"])(x, k))
+    assert "custom_jvp_call" in jaxpr  # the signal path
+    y = f["window"](x, k)
+    pads = [(taps - 1) // 2, taps - 1 - (taps - 1) // 2] if padding == "SAME" else (
+        [0, 0] if padding == "VALID" else list(padding[0]))
+    want = R.conv(x, k, (1,), [tuple(pads)], (1,), (1,), 1)
+    assert y.shape == want.shape
+    close(y, want, tol=1e-10)
+    ct = rng.normal(size=y.shape)
+    for got, ref in zip(jax.vjp(f["window"], x, k)[1](ct), jax.vjp(f["lax"], x, k)[1](ct)):
+        close(got, ref, tol=1e-10)
+    tangents = (rng.normal(size=x.shape), rng.normal(size=k.shape))
+    close(jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-10)
+    check_grads(f["window"], (x, k), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+def test_window_toeplitz_path_by_shape(monkeypatch):
+    """Only stride-1, undilated, ungrouped 1-D kernels of TOEPLITZ_MIN_TAPS or more taps
+    on at most TOEPLITZ_MAX_CHANNEL_PRODUCT channel pairs take the block products."""
+    from jaxconv.ops.backends import window
+
+    calls = []
+    block_product = window._toeplitz_conv
+    monkeypatch.setattr(window, "_toeplitz_conv", lambda *a: calls.append(1) or block_product(*a))
+
+    def path(taps, cin, cout, **kw):
+        x = jnp.ones((2, 64, cin * kw.get("groups", 1)), jnp.float32)
+        k = jnp.ones((taps, cin, cout), jnp.float32)
+        calls.clear()
+        jax.grad(lambda x, k: jaxconv.conv(x, k, backend="window", **kw).sum(), (0, 1))(x, k)
+        return "block" if calls else "other"
+
+    m = window.TOEPLITZ_MIN_TAPS
+    assert path(m, 1, 1) == "block" and path(m, 8, 8) == "block"
+    assert path(m - 1, 1, 1) == "other"
+    assert path(m, 8, 9) == "other"  # 72 channel pairs: the batch-chunked im2col
+    assert path(m, 1, 1, stride=2) == "other"
+    assert path(m, 1, 1, dilation=2) == "other"
+    assert path(m, 1, 2, groups=2) == "other"
+
+
+def test_window_toeplitz_under_vmap_jit_and_bfloat16(rng):
+    x = rng.normal(size=(4, 2, 300, 1))
+    k = rng.normal(size=(24, 1, 1))
+    conv = lambda b, dt: jax.jit(jax.vmap(lambda x: jaxconv.conv(x, k.astype(dt), padding="SAME", backend=b)))
+    want = conv("lax", jnp.float32)(jnp.asarray(x, jnp.float32))
+    close(conv("window", jnp.float32)(jnp.asarray(x, jnp.float32)), want, tol=1e-5)
+    got16 = conv("window", jnp.bfloat16)(jnp.asarray(x, jnp.bfloat16))
+    assert got16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got16, np.float32), want, atol=0.1 * float(jnp.abs(want).max()))
+    grad = lambda b: jax.grad(lambda x: jnp.sum(jnp.tanh(conv(b, jnp.float32)(x))))(jnp.asarray(x, jnp.float32))
+    close(grad("window"), grad("lax"), tol=1e-5)

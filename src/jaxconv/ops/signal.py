@@ -59,7 +59,7 @@ def _convolve(a: jnp.ndarray, v: jnp.ndarray, mode: str, backend: str, precision
     else:
         pads = ((0, 0),) * n
     ones = (1,) * n
-    name = select(v.shape, ones, ones, 1, 1) if backend == "auto" else backend
+    name = select(v.shape, ones, ones, 1, 1, out_channels=1, dilation=ones) if backend == "auto" else backend
     kernel = jnp.flip(v)[..., None, None]
     y = BACKENDS[name](
         a[None, ..., None],

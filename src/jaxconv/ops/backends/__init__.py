@@ -38,6 +38,11 @@ BACKENDS: dict[str, ConvCore] = {
 FFT_MIN_TAPS = 64
 FFT_MIN_TAPS_ONE_CHANNEL = 16
 
+#: On CPU, ``auto`` sends 1-D kernels that ``window`` computes as block-Toeplitz
+#: products (``window.TOEPLITZ_MIN_TAPS`` taps or more, few channels, stride 1) to it,
+#: up to this many taps for one input channel and below :data:`FFT_MIN_TAPS` otherwise.
+WINDOW_SIGNAL_MAX_TAPS = 64
+
 #: Up to this many input channels per group (but more than one), ``auto`` uses the
 #: ``window`` backend on CPU.
 WINDOW_MAX_CHANNELS = 4
@@ -95,6 +100,14 @@ def select(
 ) -> str:
     """The ``auto`` rule: which backend computes a convolution of these shapes.
 
+    0. ``window`` on CPU for 1-D kernels it computes as block-Toeplitz matrix products
+       (stride 1, no dilation or groups, at least ``window.TOEPLITZ_MIN_TAPS`` taps, at
+       most ``window.TOEPLITZ_MAX_CHANNEL_PRODUCT`` channel pairs) of up to
+       :data:`WINDOW_SIGNAL_MAX_TAPS` taps with one input channel, fewer than
+       :data:`FFT_MIN_TAPS` with several: forward+backward of 16 signals of 8192
+       samples, 8 to 64 taps, and of 8 -> 8 channels with 16 or 32 taps, ran
+       0.25-0.9x of ``fft`` and 0.2-0.6x of ``lax`` (benchmarks/conv_backends.py). Needs
+       ``dilation`` and ``out_channels``.
     1. ``fft`` when every stride is 1, there is no input dilation, the convolution is
        not grouped, and the kernel has at least :data:`FFT_MIN_TAPS` taps
        (:data:`FFT_MIN_TAPS_ONE_CHANNEL` for one input channel): direct methods cost
@@ -136,11 +149,21 @@ def select(
        positions change whole ResNet-20 and VGG-6 steps by 0-5%, within noise.
     6. ``lax`` otherwise (XLA's convolution, cuDNN on GPU).
 
-    Omitted sizes (``out_channels``, ``batch``, ``positions`` of 0) skip rules 3 and 5.
+    Omitted sizes (``out_channels``, ``batch``, ``positions`` of 0) skip rules 0, 3 and 5.
 
     >>> select((3, 3), (1, 1), (1, 1), 1, 64), select((3, 3), (1, 1), (1, 1), 64, 1)
     ('lax', 'window')
     """
+    if (
+        len(kernel_size) == 1
+        and dilation is not None
+        and out_channels > 0
+        and window.toeplitz_applies(
+            (*kernel_size, in_channels_per_group, out_channels), strides, dilation, input_dilation, groups)
+        and kernel_size[0] <= (WINDOW_SIGNAL_MAX_TAPS if in_channels_per_group == 1 else FFT_MIN_TAPS - 1)
+        and _on_cpu()
+    ):
+        return "window"
     min_taps = FFT_MIN_TAPS_ONE_CHANNEL if in_channels_per_group == 1 else FFT_MIN_TAPS
     if (
         math.prod(kernel_size) >= min_taps
