@@ -104,10 +104,12 @@ def select(
        (stride 1, no dilation or groups, at least ``window.TOEPLITZ_MIN_TAPS`` taps, at
        most ``window.TOEPLITZ_MAX_CHANNEL_PRODUCT`` channel pairs) of up to
        :data:`WINDOW_SIGNAL_MAX_TAPS` taps with one input channel, fewer than
-       :data:`FFT_MIN_TAPS` with several: forward+backward of 16 signals of 8192
-       samples, 8 to 64 taps, and of 8 -> 8 channels with 16 or 32 taps, ran
-       0.25-0.9x of ``fft`` and 0.2-0.6x of ``lax`` (benchmarks/conv_backends.py). Needs
-       ``dilation`` and ``out_channels``.
+       :data:`FFT_MIN_TAPS` with several: forward+backward (output and both gradients)
+       of 16 signals of 8192 samples with 16 and 64 taps and of 16 x 4096 samples, 8 ->
+       8 channels, 32 taps, ran 0.23-0.55x of ``lax`` and 0.66-1.1x of ``fft`` in
+       benchmarks/conv_backends.py (64 one-channel taps is about the tie, hence the
+       bound); 8 taps on one channel, 0.25x of ``lax`` and 0.5x of ``fft`` in a paired
+       run. Needs ``dilation`` and ``out_channels``.
     1. ``fft`` when every stride is 1, there is no input dilation, the convolution is
        not grouped, and the kernel has at least :data:`FFT_MIN_TAPS` taps
        (:data:`FFT_MIN_TAPS_ONE_CHANNEL` for one input channel): direct methods cost

@@ -30,6 +30,16 @@ Read the sum inside out and it becomes array code:
 No loop runs over pixels: the Python loop is over kernel taps (9 for a 3x3 kernel),
 and all the arithmetic is elementwise or matrix products.
 
+Long 1-D kernels on few channels (:data:`TOEPLITZ_MIN_TAPS` taps or more, signal
+filters) are sums over many taps of tiny products; there the same sum is regrouped as
+a matrix product: cut the output into blocks of ``b`` samples; block ``q`` reads the
+``b + taps - 1`` inputs from ``q * b`` on, and multiplying that window by the kernel's
+banded Toeplitz matrix ``T[j, r] = K[j - r]`` gives the whole block. All blocks at once
+are one ``(blocks, (b + taps - 1) * C) @ ((b + taps - 1) * C, b * O)`` product
+(:func:`_toeplitz_conv`), ``(b + taps - 1) / taps`` times the direct multiply-adds but at
+matmul speed instead of ``taps`` passes over the signal; its gradients are products with
+the same shapes.
+
 Gradients. Generally they come from JAX's autodiff of the slices and products. For the
 common training case (no groups, stride 1, no input dilation) a ``custom_jvp``
 rule gives the two gradients their own forms, computed together in one pass over batch
