@@ -389,7 +389,9 @@ def _toeplitz_conv(x, kernel, pads, precision):
     convolution that does ``(b + taps - 1) / taps`` times its multiply-adds, in a matmul
     instead of ``taps`` passes over the signal. Gradients are JAX's: the product's
     transposes, the blocks' concatenation transposed (an overlap-add) and the band's
-    construction transposed (a sum over the band's diagonals).
+    construction transposed (a sum over the band's diagonals). The windows hold
+    ``(b + taps - 1) / b`` times the input (3x for 64 taps, 65x for 4096): kernels that
+    long are ``fft``'s ground, where ``auto`` sends them.
     """
     batch, length, cin = x.shape
     taps, _, cout = kernel.shape
