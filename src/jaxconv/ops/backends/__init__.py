@@ -116,25 +116,27 @@ def select(
        one multiply-add per tap, FFT a few per ``log`` of the length.
     2. ``window`` for depthwise convolutions (groups > 1, one input channel per
        group): its fused shift-and-add beats XLA's CPU convolution on these shapes
-       (about 25x forward, 2x forward+backward in benchmarks/conv_backends.py).
+       (about 25x forward, 5x forward+backward in benchmarks/conv_backends.py).
     3. ``winograd`` on CPU for float32/float64 stride-1 layers without dilation or
        groups, with 3 to 5 taps on each of two or more spatial axes, at least
        :data:`WINOGRAD_MIN_CHANNELS` in and out channels and at least
        :data:`WINOGRAD_MIN_POSITIONS` input positions over the batch: a quarter of the
-       multiply-adds (3x3) makes forward+backward 0.49-0.65x of ``lax`` (``window``:
-       0.73-1.40x) on the 32- to 128-channel rows of benchmarks/conv_backends.py (batch
-       64), and 0.66x on a 5x5 64 -> 64 layer; paired single-layer timings:
+       multiply-adds (3x3) makes forward+backward (output and both gradients)
+       0.42-0.64x of ``lax`` (``window``: 0.68-1.16x) on the 32- to 128-channel rows of
+       benchmarks/conv_backends.py (batch 64), and 0.67x on a 5x5 64 -> 64 layer
+       (the gradients alone: 0.49-0.65x and 0.66x); paired single-layer timings:
        4x32x32x64 -> 64 3.6 against lax's 6.3 ms, 1x64x64x64 -> 64 3.5 against 6.5 ms.
-       It loses on 16-channel layers (1.17x of lax at 32x32; 1.25-1.67x before its
-       gradient transforms became concatenations), on tiny ones (16x8x8x32 -> 32: 1.3x
+       It loses on 16-channel layers (1.52x of lax at 32x32, 1.17x for the gradients
+       alone; 1.25-1.67x before its gradient transforms became concatenations), on tiny
+       ones (16x8x8x32 -> 32: 1.3x
        of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.26x on the MNIST-1D layer,
        1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``;
        callers that omit them skip this rule (half precision is left to the other
        rules: Winograd's transforms magnify rounding).
     4. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU
        (an RGB first layer): its shift-and-add forward and im2col kernel gradient beat
-       XLA's CPU convolution there (forward+backward of a 64x32x32x3 -> 32 layer: 0.51x
-       of lax's 9.0 ms in benchmarks/conv_backends.py).
+       XLA's CPU convolution there (forward+backward of a 64x32x32x3 -> 32 layer: 0.31x
+       of lax's 20.0 ms in benchmarks/conv_backends.py).
     5. ``window`` on CPU for ungrouped layers in batches of at least
        :data:`WINDOW_MIN_BATCH` images of at least :data:`WINDOW_MIN_POSITIONS` input
        positions that are strided, or stride-1 with at least
