@@ -338,7 +338,7 @@ def _chunked_conv_jvp(pads, dilation, precision, primals, tangents):
 #: (input x output) channels take :func:`_toeplitz_conv`. Forward+backward (output and
 #: both gradients), paired against this backend's earlier paths (shift and add, or the
 #: tap-chunked im2col): 16 signals of 8192 samples, one channel, 0.35 (8 taps), 0.24
-#: (16), 0.11 (64), 0.04 (256); 1 -> 8 channels, 32 taps, 0.47; 16 x 4096 samples,
+#: (16), 0.11 (64), 0.04 (256); 1 -> 8 channels, 32 taps, 0.47-0.63; 16 x 4096 samples,
 #: 8 -> 8 channels, 0.64 (16 taps), 0.21 (32), 0.18 (128); 4 -> 4, 64 taps, 0.10.
 TOEPLITZ_MIN_TAPS = 8
 TOEPLITZ_MAX_CHANNEL_PRODUCT = 64
