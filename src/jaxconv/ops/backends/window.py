@@ -133,8 +133,9 @@ def conv(
 
     Long 1-D kernels on few channels (signal filters) are block-Toeplitz matrix
     products (:func:`_toeplitz_conv`). Ungrouped, stride-1 convolutions without input
-    dilation (most layers of a CNN) go to the batch-chunked im2col with its own JVP (module docstring) when one image's
-    patches fit in :data:`CHUNK_BYTES` and it is not a one-channel signal. Otherwise: one
+    dilation (most layers of a CNN) go to the batch-chunked im2col with its own JVP
+    (module docstring) when one image's patches fit in :data:`CHUNK_BYTES` and it is
+    not a one-channel signal. Otherwise: one
     input channel per group (depthwise convs): shift and add, ``sum_m slice_m * K[m]``,
     elementwise and fused by XLA; else im2col over chunks of taps, contracting taps
     and channels at once in a matrix product and accumulating over the chunks.
@@ -345,6 +346,9 @@ TOEPLITZ_MAX_CHANNEL_PRODUCT = 64
 
 
 def toeplitz_applies(kernel_shape, strides, dilation, input_dilation, groups) -> bool:
+    """Whether :func:`conv` computes this convolution as block-Toeplitz products: 1-D,
+    stride 1, no dilation of either kind, no groups, at least :data:`TOEPLITZ_MIN_TAPS`
+    taps and at most :data:`TOEPLITZ_MAX_CHANNEL_PRODUCT` (in x out) channels."""
     return (
         len(kernel_shape) == 3
         and groups == 1
@@ -367,9 +371,9 @@ def toeplitz_block(taps: int) -> int:
 def _toeplitz_matrix(kernel, block):
     """``T[j, c, r, o] = K[j - r, c, o]`` (zero outside the kernel) as a
     ``((block + taps - 1) * C, block * O)`` matrix: output ``r`` of a block is input
-    window ``j`` times this band. Built without a gather: ``block`` copies of the kernel
-    followed by ``block`` zeros, cut into rows one sample longer than the period, put
-    each row's kernel one place further right."""
+    window ``j`` times this band. Built without a gather: ``block`` periods of (the
+    kernel, then ``block`` zeros) laid end to end and cut into rows one sample shorter
+    than the period, so each row's kernel starts one place further right."""
     taps, cin, cout = kernel.shape
     width = block + taps - 1
     period = jnp.concatenate([kernel, jnp.zeros((block, cin, cout), kernel.dtype)])  # (taps + block, C, O)
@@ -416,10 +420,12 @@ SIGNAL_SHIFT_ADD_MAX_TAPS = 64
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _signal_conv(x, kernel, pads, precision):
+    """A long 1-D kernel on few channels: shift and add forward for one channel and up
+    to :data:`SIGNAL_SHIFT_ADD_MAX_TAPS` taps, else the block product; derivatives are
+    always block products (the JVP below)."""
     taps, cin, cout = kernel.shape
     if cin * cout == 1 and taps <= SIGNAL_SHIFT_ADD_MAX_TAPS:
-        slices, _ = tap_slices(pad_and_dilate(x, (pads,), (1,)), (taps,), (1,), (1,))
-        return functools.reduce(lambda a, b: a + b, (part * w for part, w in zip(slices, kernel[:, 0])))
+        return _shift_add(pad_and_dilate(x, (pads,), (1,)), kernel, (1,))
     return _toeplitz_conv(x, kernel, pads, precision)
 
 
