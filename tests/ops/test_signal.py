@@ -78,6 +78,25 @@ def test_long_kernel_fft_matches_scipy(rng):
         close(jaxconv.convolve(a, v, backend=backend), ref, tol=1e-4)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_filter_lengths_auto_sends_to_window(mode, rng):
+    """On CPU, ``auto`` runs 1-D filters of 8-64 taps on ``window``'s block-Toeplitz
+    path (its custom JVP in the jaxpr) and longer ones on ``fft``; values and gradients
+    against NumPy / lax either way, complex included."""
+    from jaxconv.ops import select_backend
+
+    a, v = rng.normal(size=300), rng.normal(size=24)
+    assert select_backend(v.shape, (1,), (1,), 1, 1, out_channels=1, dilation=(1,)) == "window"
+    assert "custom_jvp_call" in str(jax.make_jaxpr(lambda a, v: jaxconv.convolve(a, v, mode))(a, v))
+    close(jaxconv.convolve(a, v, mode), np.convolve(a, v, mode), tol=1e-4)
+    grad = lambda b: jax.grad(lambda v: jnp.sum(jnp.sin(jaxconv.correlate(a, v, mode, backend=b))))(v)
+    close(grad("auto"), grad("lax"), tol=1e-4)
+    c = (a + 1j * rng.normal(size=300)).astype(np.complex64)
+    np.testing.assert_allclose(np.asarray(jaxconv.correlate(c, v.astype(np.complex64), mode)),
+                               np.correlate(c, v, mode), atol=1e-4)
+    assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda a: jaxconv.convolve(a, np.ones(65), mode))(a))
+
+
 def test_complex_correlate_conjugates(rng):
     a = rng.normal(size=8) + 1j * rng.normal(size=8)
     v = rng.normal(size=3) + 1j * rng.normal(size=3)
