@@ -128,9 +128,8 @@ def select(
        4x32x32x64 -> 64 3.6 against lax's 6.3 ms, 1x64x64x64 -> 64 3.5 against 6.5 ms.
        It loses on 16-channel layers (1.52x of lax at 32x32, 1.17x for the gradients
        alone; 1.25-1.67x before its gradient transforms became concatenations), on tiny
-       ones (16x8x8x32 -> 32: 1.3x
-       of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.26x on the MNIST-1D layer,
-       1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``;
+       ones (16x8x8x32 -> 32: 1.3x of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.26x on
+       the MNIST-1D layer, 1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``;
        callers that omit them skip this rule (half precision is left to the other
        rules: Winograd's transforms magnify rounding).
     4. ``window`` for 2 to :data:`WINDOW_MAX_CHANNELS` input channels per group on CPU
@@ -159,10 +158,9 @@ def select(
     ('lax', 'window')
     """
     if (
-        len(kernel_size) == 1
-        and dilation is not None
+        dilation is not None
         and out_channels > 0
-        and window.toeplitz_applies(
+        and window.toeplitz_applies(  # 1-D kernels only
             (*kernel_size, in_channels_per_group, out_channels), strides, dilation, input_dilation, groups)
         and kernel_size[0] <= (WINDOW_SIGNAL_MAX_TAPS if in_channels_per_group == 1 else FFT_MIN_TAPS - 1)
         and _on_cpu()

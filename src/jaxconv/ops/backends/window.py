@@ -404,7 +404,7 @@ def _toeplitz_conv(x, kernel, pads, precision):
     blocks = -(-out // block)
     spans = -(-(block + taps - 1) // block)  # input blocks one output block reads
     total = (blocks + spans - 1) * block
-    xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (pads[0], total - length - pads[0], 0), (0, 0, 0)])
+    xp = pad_and_dilate(x, ((pads[0], total - length - pads[0]),), (1,))  # whole blocks
     xb = xp.reshape(batch, blocks + spans - 1, block, cin)
     windows = jnp.concatenate([xb[:, i : i + blocks] for i in range(spans)], axis=2)[:, :, : block + taps - 1]
     y = jnp.dot(windows.reshape(batch * blocks, -1), _toeplitz_matrix(kernel, block), precision=precision)
