@@ -154,6 +154,21 @@ def test_window_gradient_chunks_hold_at_least_min_rows(monkeypatch):
         assert length == 12 or jaxpr.count(f"length={length}") == 1, min_rows
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, jnp.bfloat16, np.complex64])
+@pytest.mark.parametrize("shape", [(1, 3, 2), (5, 4, 3), (32, 7)])
+def test_window_sum_leading_matches_numpy(x64, rng, dtype, shape):
+    """The kernel gradient's per-chunk sum (a product with ones, not XLA's slow reduce
+    over a short leading axis): equal to NumPy's float64 sum, in the input's dtype."""
+    from jaxconv.ops.backends import window
+
+    a = rng.normal(size=shape) + (1j * rng.normal(size=shape) if dtype == np.complex64 else 0)
+    got = window.sum_leading(jnp.asarray(a, dtype))
+    assert got.dtype == jnp.dtype(dtype) and got.shape == shape[1:]
+    want = np.asarray(jnp.asarray(a, dtype)).astype(np.complex128).sum(axis=0)
+    tol = {jnp.bfloat16: 1e-2, np.float32: 1e-6, np.complex64: 1e-6, np.float64: 1e-13}[dtype]
+    np.testing.assert_allclose(np.asarray(got).astype(np.complex128), want, rtol=tol, atol=tol * shape[0])
+
+
 def test_window_chunked_im2col_under_vmap_and_jit(rng):
     x = jnp.asarray(rng.normal(size=(3, 4, 9, 9, 10)), jnp.float32)
     k = jnp.asarray(rng.normal(size=(3, 3, 10, 5)), jnp.float32)
