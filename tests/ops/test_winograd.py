@@ -100,6 +100,10 @@ def test_transform_gradients_are_concatenations_not_padded_sums(x64):
     # input padding's (a crop): indexing sample j instead pads j and a - 1 - j around it.
     wide = [config for config in pads if any(abs(lo) + abs(hi) > 1 for lo, hi, _ in config)]
     assert len(wide) <= 2, wide
+    # the input gradient transposes the axes one at a time, with a barrier between them
+    # (one on 2 axes; the forward's sliced transform and the output transform have none)
+    assert sum(e.primitive.name == "optimization_barrier" for e in eqns) == 1
+    assert "optimization_barrier" not in str(jax.make_jaxpr(f)(x))
     # and the samples themselves: block sampling equals strided slicing
     v = jnp.asarray(rng.normal(size=(2, 4 * 5, 3)))
     for j, part in enumerate(winograd._block_samples(v, 1, 4, 4, 6)):

@@ -176,13 +176,16 @@ def _unstack(x, axis: int = 0) -> list:
     return [part.squeeze(axis) for part in lax.split(x, [1] * x.shape[axis], axis=axis)]
 
 
-def _transform_tiles(v, m, taps, tiles, samples):
+def _transform_tiles(v, m, taps, tiles, samples, staged=False):
     """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): per axis ``i``, the list of
     ``a`` arrays ``samples(v, axis, i, a)`` (item ``j``: sample ``j`` of every tile along
-    ``axis``) combined with ``B^T``; the new transform axis goes in front."""
+    ``axis``) combined with ``B^T``; the new transform axis goes in front. ``staged``
+    puts an optimization barrier between the axes (see :func:`_padded_tiles`)."""
     for i, (mi, r) in enumerate(zip(m, taps)):
         bt = transform_matrices(mi, r)[2]
         v = jnp.stack(_combine(samples(v, 2 * i + 1, i, bt.shape[1]), bt), axis=i)
+        if staged and i < len(m) - 1:
+            v = lax.optimization_barrier(v)
     return v
 
 
@@ -200,13 +203,21 @@ def _block_samples(v, axis: int, tiles: int, step: int, count: int) -> list:
 
 def _padded_tiles(x, pads, m, taps, tiles):
     """The input transform of ``x`` padded so the last tile is whole (and the padded
-    length is whole blocks of ``m``): the samples come from :func:`_block_samples`."""
+    length is whole blocks of ``m``): the samples come from :func:`_block_samples`.
+
+    Reverse mode runs this map transposed (the input gradient), one axis after the other
+    in reverse. Left to itself, XLA fuses the axes' transposes into one loop; an
+    optimization barrier between the axes makes each axis's result an array of its own
+    (one more pass over memory, and faster). Whole training steps, paired against no barrier: VGG-6 0.94 and 0.92, MNIST
+    net 0.96, ResNet-20 on ``winograd`` 0.88. (A barrier in the forward's sliced form
+    read 0.98, one in the output transform 1.05: not kept.)"""
     config = [(0, 0, 0)]
     for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
         blocks = t + -(-(r - 1) // mi)  # the tiles plus the overlap of the last one
         config.append((lo, mi * blocks - size - lo, 0))
     v = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])
-    return _transform_tiles(v, m, taps, tiles, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a))
+    return _transform_tiles(v, m, taps, tiles, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a),
+                            staged=True)
 
 
 def _tile_samples(x, axis: int, lo: int, tiles: int, step: int, j: int):
