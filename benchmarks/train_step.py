@@ -1,12 +1,15 @@
 """One Adam training step of the same networks: jaxconv (each backend) vs stock
 ``flax.linen.Conv`` vs PyTorch eager (when installed: ``pip install torch==2.13.0``).
 
-Contenders alternate within one process and the median of the repeats is quoted, so
-machine noise hits all of them alike; images/s is the batch over the median step time;
+Contenders alternate within one process (each round starting one contender further on,
+after an untimed sample of each) and the median of the repeats is quoted, so machine
+noise hits all of them alike; images/s is the batch over the median step time;
 ratios are medians of the per-round ratios (each
 round runs every contender once; a millisecond step is timed over enough consecutive
 steps to last ~0.1 s), which holds up better under drift than a ratio of
-medians. Also prints the scratch memory XLA reserves for the
+medians. Where ``auto`` compiles to the very program ``lax`` does (the optimized HLO
+equal, op metadata aside), its ratio to ``lax`` says "(same program)": any difference
+there is noise. Also prints the scratch memory XLA reserves for the
 compiled jaxconv step against the stock Flax step.
 
 The process first applies ``jaxconv.train.reuse_host_memory()``, as ``jaxconv-train``
@@ -21,6 +24,7 @@ PyTorch runs under the same setting.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from functools import partial
@@ -123,8 +127,18 @@ def jax_step(net_cls, conv, pool, x, y):
         state[0], state[1], state[2], loss = step(state[0], state[1], state[2], x, y)
         return loss
 
-    memory = step.lower(params, stats, opt_state, x, y).compile().memory_analysis()
-    return run, getattr(memory, "temp_size_in_bytes", None)
+    compiled = step.lower(params, stats, opt_state, x, y).compile()
+    memory = compiled.memory_analysis()
+    return run, getattr(memory, "temp_size_in_bytes", None), program_text(compiled)
+
+
+def program_text(compiled) -> str:
+    """The optimized HLO of a compiled step without its source locations (the tables of
+    file names, functions, lines and stack frames, and each op's metadata), so two steps
+    that run the same program compare equal."""
+    tables = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+    blocks = [b for b in compiled.as_text().split("\n\n") if not b.strip().startswith(tables)]
+    return re.sub(r",? metadata=\{[^}]*\}", "", "\n\n".join(blocks))
 
 
 def torch_step(name, batch, shape):
@@ -231,12 +245,12 @@ def main() -> None:
         y = jnp.asarray(rng.integers(0, 10, batch))
         n = len(shape) - 1
         flax_pool = partial(fnn.max_pool, window_shape=(2,) * n, strides=(2,) * n)
-        contenders, memory = {}, {}
-        contenders["flax"], memory["flax"] = jax_step(net_cls, fnn.Conv, flax_pool, x, y)
+        contenders, memory, programs = {}, {}, {}
+        contenders["flax"], memory["flax"], programs["flax"] = jax_step(net_cls, fnn.Conv, flax_pool, x, y)
         for b in backends:
             conv = partial(jnn.Conv, backend=b)
             pool = partial(jaxconv.max_pool, window=2, backend=b)
-            contenders[b], memory[b] = jax_step(net_cls, conv, pool, x, y)
+            contenders[b], memory[b], programs[b] = jax_step(net_cls, conv, pool, x, y)
         sync = {k: jax.block_until_ready for k in contenders}
         if have_torch:
             contenders["torch"] = torch_step(name, batch, shape)
@@ -246,10 +260,14 @@ def main() -> None:
             sync[key](run())
         fastest = min(timed(run, sync[key]) for key, run in contenders.items())
         steps = max(1, round(SAMPLE_SECONDS / fastest))  # the same for every contender
+        for key, run in contenders.items():  # one untimed sample each: caches, pages, threads
+            timed(run, sync[key], steps)
         times = {k: [] for k in contenders}
-        for _ in range(args.repeats):
-            for key, run in contenders.items():
-                times[key].append(timed(run, sync[key], steps))
+        keys = list(contenders)
+        for r in range(args.repeats):
+            # each round starts one contender further on, so none always follows the same one
+            for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+                times[key].append(timed(contenders[key], sync[key], steps))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
         def ratio(a: str, b: str) -> str:  # median over rounds of the same-round ratio
@@ -260,7 +278,8 @@ def main() -> None:
         cells = [f"{name} ({batch})", f"{med['flax']:.1f}"] + [f"{med[b]:.1f}" for b in backends]
         cells += [f"{med['torch']:.1f}" if have_torch else "-"]
         cells += [f"{batch / med[k] * 1e3:.0f}" if k in med else "-" for k in ("auto", "torch")]
-        cells += [ratio("auto", "flax"), ratio("auto", "torch"), ratio("auto", "lax")]
+        same = "auto" in programs and programs["auto"] == programs.get("lax")
+        cells += [ratio("auto", "flax"), ratio("auto", "torch"), ratio("auto", "lax") + (" (same program)" if same else "")]
         mem_auto, mem_flax = memory.get("auto"), memory.get("flax")
         cells += [f"{mem_auto / 2**20:.0f} / {mem_flax / 2**20:.0f}" if mem_auto and mem_flax else "-"]
         print("| " + " | ".join(cells) + " |", flush=True)

@@ -1,0 +1,43 @@
+"""The training-step benchmark's own logic (not its timings): the "(same program)" check."""
+
+import importlib.util
+import sys
+from functools import partial
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+import jaxconv
+from jaxconv import nn as jnn
+
+
+def _benchmark():
+    path = Path(__file__).parents[2] / "benchmarks" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("train_step_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses (Flax modules) look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_same_program_check_tells_identical_steps_apart():
+    ts = _benchmark()
+    net_cls, _, shape = ts.NETS["mnist1d"]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(4, *shape)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, 4))
+
+    def program(backend):
+        conv = partial(jnn.Conv, backend=backend)
+        pool = partial(jaxconv.max_pool, window=2, backend=backend)
+        run, scratch, text = ts.jax_step(net_cls, conv, pool, x, y)
+        assert np.isfinite(float(run())) and scratch is not None
+        return text
+
+    lax_program = program("lax")
+    assert "metadata" not in lax_program and "ENTRY" in lax_program
+    assert program("lax") == lax_program  # a second build of the same step
+    # auto sends the MNIST-1D CNN's short 1-D kernels to lax on CPU: the very same program
+    assert program("auto") == lax_program
+    assert program("window") != lax_program
