@@ -122,12 +122,14 @@ def select(
        :data:`WINOGRAD_MIN_CHANNELS` in and out channels and at least
        :data:`WINOGRAD_MIN_POSITIONS` input positions over the batch: a quarter of the
        multiply-adds (3x3) makes forward+backward (output and both gradients)
-       0.42-0.64x of ``lax`` (``window``: 0.68-1.16x) on the 32- to 128-channel rows of
-       benchmarks/conv_backends.py (batch 64), and 0.67x on a 5x5 64 -> 64 layer
-       (the gradients alone: 0.49-0.65x and 0.66x); paired single-layer timings:
+       0.38-0.62x of ``lax`` (``window``: 0.61-1.16x) on the 32- to 128-channel rows of
+       benchmarks/conv_backends.py (batch 64), and 0.59x on a 5x5 64 -> 64 layer
+       (0.42-0.64x and 0.67x before the barrier in its input gradient's transform; the
+       gradients alone: 0.49-0.65x and 0.66x); paired single-layer timings:
        4x32x32x64 -> 64 3.6 against lax's 6.3 ms, 1x64x64x64 -> 64 3.5 against 6.5 ms.
-       It loses on 16-channel layers (1.52x of lax at 32x32, 1.17x for the gradients
-       alone; 1.25-1.67x before its gradient transforms became concatenations), on tiny
+       It loses on 16-channel layers (1.19x of lax at 32x32; 1.52x before that barrier,
+       1.25-1.67x before its gradient transforms became concatenations; whole ResNet-20
+       steps all on ``winograd`` read 1.05x of ``auto``'s, paired), on tiny
        ones (16x8x8x32 -> 32: 1.3x of lax; 8x8x8x64 -> 64: 1.3x) and in 1-D (1.26x on
        the MNIST-1D layer, 1.15-1.6x before), hence the thresholds. Needs ``dilation`` and ``dtype``;
        callers that omit them skip this rule (half precision is left to the other
