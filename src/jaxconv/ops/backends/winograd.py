@@ -207,10 +207,11 @@ def _padded_tiles(x, pads, m, taps, tiles):
 
     Reverse mode runs this map transposed (the input gradient), one axis after the other
     in reverse. Left to itself, XLA fuses the axes' transposes into one loop; an
-    optimization barrier between the axes makes each axis's result an array of its own
-    (one more pass over memory, and faster). Whole training steps, paired against no barrier: VGG-6 0.94 and 0.92, MNIST
-    net 0.96, ResNet-20 on ``winograd`` 0.88. (A barrier in the forward's sliced form
-    read 0.98, one in the output transform 1.05: not kept.)"""
+    optimization barrier between the axes makes each axis's result an array of its own:
+    one more pass over memory, and faster. Whole training steps, paired against no
+    barrier: VGG-6 0.94 and 0.92, MNIST net 0.96, ResNet-20 on ``winograd`` 0.88. (A
+    barrier in the forward's sliced form read 0.98, one in the output transform 1.05:
+    not kept.)"""
     config = [(0, 0, 0)]
     for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
         blocks = t + -(-(r - 1) // mi)  # the tiles plus the overlap of the last one
