@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from jaxconv.app.config import register
+from jaxconv.app.rundir import RunDirRefused
 from jaxconv.app.train import ConfigError, build_model, check_model_fits, train, validate
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "jaxconv" / "conf"
@@ -114,11 +115,11 @@ def test_train_function_without_the_cli(hydra_compose, tmp_path):
 
 
 def test_rerun_into_a_used_directory_keeps_what_is_there(hydra_compose, tmp_path):
-    overrides = ["experiment=shapes_cnn", "trainer.max_steps=4", "trainer.eval_every=2",
+    overrides = ["experiment=shapes_cnn", "trainer.max_steps=4", "trainer.eval_every=2", "trainer.batch_size=16",
                  "data.options.num_train=64", "data.options.num_test=16", "trainer.plots=false"]
     first = train(hydra_compose(overrides), tmp_path)
     before = (tmp_path / "result.json").read_text()
-    with pytest.raises(FileExistsError, match="already holds checkpoints: pass resume=True"):
+    with pytest.raises(RunDirRefused, match="already holds checkpoints: pass resume=True"):
         train(hydra_compose(overrides + ["seed=1"]), tmp_path)
     assert (tmp_path / "result.json").read_text() == before
     resumed = train(hydra_compose(overrides + ["trainer.resume=true", "trainer.max_steps=6"]), tmp_path)

@@ -102,7 +102,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(digits, tmp_path):
     fresh, _ = fit(model, digits, optax.adam(1e-3), max_steps=1, batch_size=16, progress=False)
     restored, _ = Checkpoints(tmp_path).restore(fresh, log=messages.append)
     assert int(restored.step) == 20
-    assert "checkpoint at step 30" in messages[0] and "falling back to the previous one" in messages[0]
+    assert "checkpoint at step 30" in messages[0] and messages[0].endswith("falling back to step 20")
 
 
 def test_checkpoint_round_trip(digits, tmp_path):

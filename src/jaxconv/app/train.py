@@ -13,16 +13,15 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from jaxconv.app.config import register
-
-
-class ConfigError(ValueError):
-    """A well-typed but wrong config value; reported in one line, exit status 2."""
+from jaxconv.app.rundir import REFUSAL_FILE, RunDirRefused, check_run_dir, write_config
+from jaxconv.app.validate import ConfigError, check_against_data, validate
 
 
 def _tuples(value: Any) -> Any:
@@ -32,34 +31,6 @@ def _tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _tuples(v) for k, v in value.items()}
     return value
-
-
-def validate(cfg: DictConfig) -> None:
-    """Reject wrong values before any work, naming the key."""
-    import jaxconv
-    from jaxconv.data import DATASETS
-
-    t, o, d = cfg.trainer, cfg.optimizer, cfg.data
-    checks = [
-        (o.lr > 0, f"optimizer.lr (={o.lr}) must be > 0"),
-        (o.weight_decay >= 0, f"optimizer.weight_decay (={o.weight_decay}) must be >= 0"),
-        (t.batch_size >= 1, f"trainer.batch_size (={t.batch_size}) must be >= 1"),
-        (t.max_steps is None or t.max_steps >= 1, f"trainer.max_steps (={t.max_steps}) must be >= 1 or null"),
-        (t.max_steps is not None or t.epochs >= 1, f"trainer.epochs (={t.epochs}) must be >= 1"),
-        (t.eval_every is None or t.eval_every >= 1, f"trainer.eval_every (={t.eval_every}) must be >= 1 or null"),
-        (t.checkpoint_every is None or t.checkpoint_every >= 1,
-         f"trainer.checkpoint_every (={t.checkpoint_every}) must be >= 1 or null"),
-        (t.keep_checkpoints >= 1, f"trainer.keep_checkpoints (={t.keep_checkpoints}) must be >= 1"),
-        (0 <= t.label_smoothing < 1, f"trainer.label_smoothing (={t.label_smoothing}) must be in [0, 1)"),
-        (cfg.conv_backend in jaxconv.backends(), f"conv_backend (={cfg.conv_backend!r}) must be one of {jaxconv.backends()}"),
-        (d.name in DATASETS, f"data.name (={d.name!r}) must be one of {DATASETS}"),
-        (0 <= d.val_fraction < 1, f"data.val_fraction (={d.val_fraction}) must be in [0, 1)"),
-        (d.augment_shift >= 0, f"data.augment_shift (={d.augment_shift}) must be >= 0"),
-        ("_target_" in cfg.model, "model must name a `_target_` (e.g. jaxconv.models.CNN)"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
 
 
 def build_model(cfg: DictConfig, num_classes: int):
@@ -161,20 +132,58 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict:
+def _prepare(cfg: DictConfig):
+    """Load the data, build the model and the optimizer: every check that needs them, and
+    nothing written."""
+    from jaxconv.data import load_dataset
+    from jaxconv.data.batching import steps_per_epoch
+    from jaxconv.train import make_optimizer, make_schedule
+
+    d, t, s, o = cfg.data, cfg.trainer, cfg.schedule, cfg.optimizer
+    dataset = load_dataset(
+        d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, split_seed=cfg.seed,
+        limit_train=d.limit_train, download=d.download, **OmegaConf.to_container(d.options, resolve=True),
+    )
+    check_against_data(cfg, dataset)
+    model = build_model(cfg, dataset.num_classes)
+    check_model_fits(model, dataset.x_train)
+    total = t.max_steps or t.epochs * steps_per_epoch(len(dataset.x_train), t.batch_size)
+    schedule = make_schedule(s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction)
+    tx = make_optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
+                        clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)
+    return dataset, model, tx
+
+
+def task_config(cfg: DictConfig) -> dict:
+    """The resolved config without Hydra's own node: what a run records and compares."""
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+
+
+def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, *,
+          on_accept: Callable[[Path], None] | None = None) -> dict:
     """Train, evaluate, checkpoint and plot one run into ``run_dir``; return result.json's dict.
 
-    Writes ``provenance.json`` (what a rerun needs) and ``result.json`` (status "running",
-    then "ok" or "failed" with the error) atomically.
+    Every check runs before anything is written: config values (:class:`ConfigError`),
+    the data (:class:`~jaxconv.data.DataError`), the run directory (:class:`RunDirRefused`:
+    a file, not writable, holding checkpoints without ``trainer.resume``, or holding a run
+    of another config) and, on resume, the checkpoints
+    (:class:`~jaxconv.train.CheckpointError`). A refused call changes nothing on disk.
+
+    Once the run is accepted it writes ``config.yaml`` (resolved), ``provenance.json`` and
+    ``result.json`` (status "running", then "ok", "failed" with the error, or
+    "interrupted" on SIGINT/SIGTERM) atomically, and calls ``on_accept(run_dir)``.
+
+    Raises:
+      Diverged: a non-finite loss (result.json says "failed"; checkpoints stay finite).
+      Interrupted: SIGINT or SIGTERM (a checkpoint is saved between two steps).
     """
     import jax
 
     from jaxconv.app import jax_env
-    from jaxconv.data import load_dataset
     from jaxconv.data.batching import steps_per_epoch
     from jaxconv.report import plot_learning_curves
-    from jaxconv.train import evaluate, fit, make_optimizer, make_schedule, params_sha256
-    from jaxconv.train.loop import refuse_to_overwrite, write_metrics
+    from jaxconv.train import Interrupted, evaluate, fit, params_sha256, stop_on_signals
+    from jaxconv.train.loop import write_metrics
     from jaxconv.train.plots import plot_feature_maps, plot_filters
     from jaxconv.train.state import variables_of
 
@@ -183,57 +192,63 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     for noisy in ("absl", "orbax", "jax._src.xla_bridge"):  # INFO chatter: saves, TPU probing
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    validate(cfg)
-    if not cfg.trainer.resume:
-        refuse_to_overwrite(run_dir)
     d, t = cfg.data, cfg.trainer
-    dataset = load_dataset(
-        d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, split_seed=cfg.seed,
-        limit_train=d.limit_train, download=d.download, **OmegaConf.to_container(d.options, resolve=True),
-    )
-    model = build_model(cfg, dataset.num_classes)
-    check_model_fits(model, dataset.x_train)
-    total = t.max_steps or t.epochs * steps_per_epoch(len(dataset.x_train), t.batch_size)
-    s, o = cfg.schedule, cfg.optimizer
-    schedule = make_schedule(s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction)
-    tx = make_optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
-                        clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)
-    print(dataset.summary(), flush=True)
-    write_json(run_dir / "provenance.json", provenance(cfg, list(overrides or [])))
-    result = {
-        "status": "running", "seed": cfg.seed, "config_sha256": config_sha256(cfg),
-        "versions": versions(), "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
-        "model": type(model).__name__, "data": d.name, "conv_backend": cfg.conv_backend,
-        "overrides": list(overrides or []),
-    }
-    write_json(run_dir / "result.json", result)
-    try:
-        state, history = fit(
-            model, dataset, tx, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
-            eval_every=t.eval_every, seed=cfg.seed, run_dir=run_dir, checkpoint_every=t.checkpoint_every,
-            keep_checkpoints=t.keep_checkpoints, resume=t.resume, progress=t.progress,
-            augment_shift=d.augment_shift, augment_flip=d.augment_flip, label_smoothing=t.label_smoothing,
-        )
-        test = evaluate(state, dataset.x_test, dataset.y_test)
-        steps = int(state.step)
-        history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), t.batch_size),
-                    split="test", images_per_s="", **test)
-        write_metrics(run_dir / "metrics.csv", history.rows)
-        if t.plots:
-            plot_learning_curves(run_dir)
-            plot_filters(state.params, run_dir / "filters.png")
-            plot_feature_maps(model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png")
-        val = history.last("val")
-        result.update(
-            status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],
-            val_accuracy=val["accuracy"] if val else None, steps=steps,
-            params_sha256=params_sha256(state.params), wall_seconds=time.perf_counter() - start,
-        )
-    except BaseException as err:
-        result.update(status="failed", error=f"{type(err).__name__}: {err}", wall_seconds=time.perf_counter() - start)
-        write_json(run_dir / "result.json", result)
-        raise
+    with stop_on_signals() as stop:
+        validate(cfg)
+        config = task_config(cfg)
+        check_run_dir(run_dir, config, resume=t.resume)
+        dataset, model, tx = _prepare(cfg)
+        result = {
+            "status": "running", "seed": cfg.seed, "config_sha256": config_sha256(cfg),
+            "versions": versions(), "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
+            "model": type(model).__name__, "data": d.name, "conv_backend": cfg.conv_backend,
+            "overrides": list(overrides or []),
+        }
+
+        accepted = []
+
+        def accept() -> None:  # the checkpoints (if any) restored: from here on we write
+            accepted.append(True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, config)
+            write_json(run_dir / "provenance.json", provenance(cfg, list(overrides or [])))
+            write_json(run_dir / "result.json", result)
+            if on_accept is not None:
+                on_accept(run_dir)
+            print(dataset.summary(), flush=True)
+
+        try:
+            state, history = fit(
+                model, dataset, tx, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
+                eval_every=t.eval_every, seed=cfg.seed, run_dir=run_dir, checkpoint_every=t.checkpoint_every,
+                keep_checkpoints=t.keep_checkpoints, resume=t.resume, progress=t.progress,
+                augment_shift=d.augment_shift, augment_flip=d.augment_flip, label_smoothing=t.label_smoothing,
+                should_stop=stop, on_start=accept,
+            )
+            if stop():
+                raise Interrupted(stop(), int(state.step), saved=True)
+            test = evaluate(state, dataset.x_test, dataset.y_test)
+            steps = int(state.step)
+            history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), t.batch_size),
+                        split="test", images_per_s="", **test)
+            write_metrics(run_dir / "metrics.csv", history.rows)
+            if t.plots:
+                plot_learning_curves(run_dir)
+                plot_filters(state.params, run_dir / "filters.png")
+                plot_feature_maps(model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png")
+            val = history.last("val")
+            result.update(
+                status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],
+                val_accuracy=val["accuracy"] if val else None, steps=steps,
+                params_sha256=params_sha256(state.params), wall_seconds=time.perf_counter() - start,
+            )
+        except BaseException as err:
+            if accepted:
+                interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
+                result.update(status="interrupted" if interrupted else "failed",
+                              error=f"{type(err).__name__}: {err}", wall_seconds=time.perf_counter() - start)
+                write_json(run_dir / "result.json", result)
+            raise
     write_json(run_dir / "result.json", result)
     print(f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) after "
           f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}", flush=True)
@@ -253,15 +268,16 @@ def objective(result: dict) -> float:
 
 def _previous_result(run_dir: Path) -> dict | None:
     try:
-        return json.loads((run_dir / "result.json").read_text())
+        loaded = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
         return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, overrides: list[str], err: BaseException) -> None:
-    """Every job directory ends self-describing, also when the job failed before training."""
+    """A sweep job refused before training (a bad value) still ends self-describing."""
     result = _previous_result(run_dir) or {}
-    if result.get("status") == "failed":
+    if result.get("status") in ("failed", "interrupted"):
         return
     result.update(status="failed", error=f"{type(err).__name__}: {err}", overrides=overrides,
                   seed=cfg.get("seed"))
@@ -273,41 +289,154 @@ def _record_failure(run_dir: Path, cfg: DictConfig, overrides: list[str], err: B
     write_json(run_dir / "result.json", result)
 
 
+#: When this process started: a run directory created after it and still empty was made
+#: by Hydra for this command, and is removed again when the command is refused.
+_STARTED = time.time()
+#: Errors that are the user's to fix, reported in one line with exit status 2.
+ONE_LINE_ERRORS = (ConfigError, RunDirRefused)
+
+
+def _one_line_errors() -> tuple[type[BaseException], ...]:
+    from jaxconv.data import DataError
+    from jaxconv.train import CheckpointError
+
+    return (*ONE_LINE_ERRORS, DataError, CheckpointError)
+
+
+def _made_by_this_command(run_dir: Path) -> bool:
+    try:
+        return run_dir.is_dir() and not any(run_dir.iterdir()) and run_dir.stat().st_mtime >= _STARTED - 1
+    except OSError:
+        return False
+
+
+def _remove_made_dirs(run_dir: Path) -> None:
+    """Undo Hydra's mkdir of a refused run's directory (and of its new, empty parents)."""
+    stop = Path.cwd().resolve()
+    path = run_dir.resolve()
+    while path != stop and path != path.parent and _made_by_this_command(path):
+        path.rmdir()
+        path = path.parent
+
+
+def _save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+    """What Hydra would have written in ``.hydra/``, written once the run is accepted."""
+    from hydra.core.hydra_config import HydraConfig
+
+    full = HydraConfig.instance().cfg
+    out = run_dir / ".hydra"
+    out.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    OmegaConf.save(full, out / "hydra.yaml")
+    OmegaConf.save(full.hydra.overrides.task, out / "overrides.yaml")
+
+
+def _log_to_file(run_dir: Path, job_name: str) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / f"{job_name}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _record_refusal(run_dir: Path, overrides: list[str], err: BaseException) -> None:
+    """A sweep job refused by a directory that holds another run: the run's files stay as
+    they are; ``refused.json`` beside them says why (``jaxconv-summarize`` shows it)."""
+    if run_dir.is_dir():
+        write_json(run_dir / REFUSAL_FILE, {"status": "refused", "error": f"{type(err).__name__}: {err}",
+                                            "overrides": overrides})
+
+
 def _task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from jaxconv.data import DataError
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    made_here = _made_by_this_command(run_dir)
+    handlers: list[logging.Handler] = []
+
+    def on_accept(directory: Path) -> None:
+        _save_hydra_files(directory, cfg)
+        handlers.append(_log_to_file(directory, hydra_cfg.job.name))
+        (directory / REFUSAL_FILE).unlink(missing_ok=True)
+
     if multirun:
         previous = _previous_result(run_dir)
         if previous and previous.get("status") == "ok" and previous.get("config_sha256") == config_sha256(cfg):
+            (run_dir / REFUSAL_FILE).unlink(missing_ok=True)
             print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
             return objective(previous)
-        if previous is not None:  # failed or interrupted: continue from its checkpoints
+        if previous is not None:  # failed or interrupted: continue it, if it is the same experiment
             cfg.trainer.resume = True
     try:
-        return objective(train(cfg, run_dir, overrides))
-    except FileExistsError as err:  # never touch a directory that holds another run
-        print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
+        return objective(train(cfg, run_dir, overrides, on_accept=on_accept))
+    except BaseException as err:
+        return _failed(err, cfg, run_dir, overrides, multirun=multirun, accepted=bool(handlers),
+                       made_here=made_here, job=hydra_cfg.job.get("num"))
+    finally:
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _failed(err: BaseException, cfg: DictConfig, run_dir: Path, overrides: list[str], *, multirun: bool,
+            accepted: bool, made_here: bool, job: int | None) -> float:
+    """Report a job that did not finish: one line for what the user can fix, the exit
+    status for a single run, the worst objective for a sweep (which goes on)."""
+    from jaxconv.train import Diverged, Interrupted
+
+    def say(message: str) -> None:
+        print(f"jaxconv-train: {message}", file=sys.stderr, flush=True)
+
+    if isinstance(err, (Interrupted, KeyboardInterrupt)):  # the user asked: the sweep stops too
+        say(str(err) if isinstance(err, Interrupted) else "interrupted")
+        sys.exit(err.exit_status if isinstance(err, Interrupted) else 130)
+    one_line = isinstance(err, (*_one_line_errors(), Diverged))
+    if not accepted:
         if multirun:
-            return FAILED_OBJECTIVE
-        sys.exit(2)
-    except Exception as err:
-        _record_failure(run_dir, cfg, overrides, err)
-        one_line = isinstance(err, (ConfigError, DataError))
-        if multirun:  # one failed job must not stop the sweep: its result.json says why
-            print(f"jaxconv-train: job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}",
-                  file=sys.stderr, flush=True)
-            return FAILED_OBJECTIVE
-        if one_line:
+            previous = _previous_result(run_dir)
+            if previous is None and not (run_dir / "result.json").exists():
+                _record_failure(run_dir, cfg, overrides, err)
+            elif not (previous and previous.get("status") == "failed" and isinstance(err, ConfigError)):
+                _record_refusal(run_dir, overrides, err)
+        elif made_here:
+            _remove_made_dirs(run_dir)
+    if multirun:
+        say(f"job {job} failed: {type(err).__name__}: {err}")
+        return FAILED_OBJECTIVE
+    if not one_line:
+        raise err
+    say(f"error: {err}")
+    sys.exit(1 if isinstance(err, Diverged) else 2)
+
+
+def _callback_base():
+    from hydra.experimental.callback import Callback
+
+    return Callback
+
+
+class RunDirGuard(_callback_base()):
+    """Hydra callback: refuse a run directory that is a file or cannot be created, in one
+    line, before Hydra's own ``mkdir`` fails with a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(Path(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(Path(config.hydra.sweep.dir))
+
+    @staticmethod
+    def _check(path: Path) -> None:
+        from jaxconv.app.rundir import check_writable
+
+        try:
+            check_writable(path)
+        except RunDirRefused as err:
             print(f"jaxconv-train: error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
-        raise
 
 
 def main() -> None:

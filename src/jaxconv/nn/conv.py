@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,10 +16,12 @@ IntOrInts = int | Sequence[int]
 
 
 def _kernel_size(kernel_size: IntOrInts) -> tuple[int, ...]:
-    # As flax: an int is a 1-D kernel.
-    if isinstance(kernel_size, int):
-        return (kernel_size,)
-    return tuple(kernel_size)
+    # As flax: an int is a 1-D kernel. Checked here, before the initializer divides by
+    # the fan-in of an empty kernel.
+    ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if not ks or any(not isinstance(k, numbers.Integral) or k < 1 for k in ks):
+        raise ValueError(f"`kernel_size` (={kernel_size!r}) must be one int >= 1 per spatial axis")
+    return ks
 
 
 def _batched(x: jnp.ndarray, n: int, name: str) -> tuple[jnp.ndarray, bool]:

@@ -3,15 +3,23 @@
 Orbax writes each step into a temporary directory and renames it when complete, so a
 kill during a save never leaves a half-written step in place of a good one. On top of
 that every save records the parameters' SHA-256 in ``checkpoints/manifest/<step>.json``;
-a restore that cannot read a step, or reads parameters with another hash, says so and
-falls back to the previous step.
+a restore that cannot read a step, or reads parameters with another hash, says so in one
+line and falls back to the previous step. A step whose arrays do not match the model
+(another architecture) is named as such, not as corrupt; when no step is usable,
+:class:`CheckpointError` says why for each, and the files stay where they are.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
+import logging
 import os
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +31,81 @@ from jaxconv.train.state import TrainState, params_sha256
 
 
 class CheckpointError(RuntimeError):
-    """No readable checkpoint was found."""
+    """No usable checkpoint was found; the message says why for each step."""
+
+
+class ModelMismatch(ValueError):
+    """A checkpoint holds arrays of another model."""
 
 
 def _pytree(state: TrainState) -> dict:
     return {"params": state.params, "batch_stats": state.batch_stats, "opt_state": state.opt_state,
             "step": state.step, "rng": state.rng}
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def array_layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{"params/Conv_0/kernel": (shape, dtype), ...}`` for a state or its checkpoint metadata."""
+    return {"/".join(_key_name(k) for k in path): (tuple(np.shape(leaf)), str(getattr(leaf, "dtype", "")))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def layout_mismatch(saved: dict, model: dict) -> str | None:
+    """The first difference between two :func:`array_layout` dicts, in words (None if equal)."""
+    def order(keys):  # the parameters first: they name the layers a reader knows
+        return sorted(keys, key=lambda k: (not k.startswith("params/"), k))
+
+    problems = [f"{k} is not in the checkpoint" for k in order(set(model) - set(saved))]
+    problems += [f"{k} is in the checkpoint but not in the model" for k in order(set(saved) - set(model))]
+    problems += [f"{k} has shape {saved[k][0]} in the checkpoint, {model[k][0]} in the model"
+                 for k in order(set(saved) & set(model)) if saved[k][0] != model[k][0]]
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
+@contextlib.contextmanager
+def _quiet_failures() -> Iterator[None]:
+    """Hold back what a failed TensorStore read leaves behind: tracebacks of its callbacks
+    into Orbax's closed event loop (written to ``sys.stderr`` from TensorStore's threads
+    within milliseconds of the failure), asyncio's "Future exception was never retrieved"
+    records, Orbax's logged errors and "Exception ignored" reports. The restore reports each failure itself,
+    in one line."""
+    logs = [logging.getLogger(name) for name in ("asyncio", "absl")]  # absl: Orbax's own errors
+    levels, hook, stderr = [log.level for log in logs], sys.unraisablehook, sys.stderr
+    held = io.StringIO()
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+    sys.stderr = held
+    try:
+        yield
+    except BaseException:
+        _until_quiet(held)
+        raise
+    finally:
+        gc.collect()  # failed futures are reported when collected: collect them here
+        sys.stderr, sys.unraisablehook = stderr, hook
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
+
+
+def _until_quiet(held: io.StringIO, quiet: float = 0.1, limit: float = 2.0) -> None:
+    """Wait until nothing more is written to ``held`` for ``quiet`` seconds."""
+    deadline, size, since = time.monotonic() + limit, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if held.tell() != size:
+            size, since = held.tell(), time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.01)
 
 
 class Checkpoints:
@@ -42,8 +119,11 @@ class Checkpoints:
     def __init__(self, run_dir: Path, keep: int = 3):
         self.base = Path(run_dir).absolute() / "checkpoints"
         options = dict(enable_async_checkpointing=False, create=True)
-        self.last = ocp.CheckpointManager(self.base / "last", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
-        self.best = ocp.CheckpointManager(self.base / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+        handler = ocp.StandardCheckpointHandler  # lets a new process read a step's metadata
+        self.last = ocp.CheckpointManager(self.base / "last", item_handlers=handler(),
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+        self.best = ocp.CheckpointManager(self.base / "best", item_handlers=handler(),
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
         self.manifest = self.base / "manifest"
         self.manifest.mkdir(parents=True, exist_ok=True)
         self.best_metric = -np.inf
@@ -77,22 +157,46 @@ class Checkpoints:
     def restore(self, state: TrainState, *, which: str = "last", log=None) -> tuple[TrainState, dict | None]:
         """The newest readable, uncorrupted checkpoint, restored into ``state``'s structure.
 
-        Returns the state and the extras saved with it (None if there were none).
+        Returns the state and the extras saved with it (None if there were none). Each step
+        that cannot be used is reported by ``log`` in one line when an older one is left to
+        try; :class:`CheckpointError` when none is usable.
         """
         log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         manager = self.last if which == "last" else self.best
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _pytree(state))
-        for step in sorted(manager.all_steps(), reverse=True):
+        steps = sorted(manager.all_steps(), reverse=True)
+        reasons = []
+        for i, step in enumerate(steps):
             try:
-                tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                with _quiet_failures():
+                    self._check_layout(manager, step, abstract)
+                    tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
                 extras = self._verify(which, step, tree["params"])
-            except Exception as err:  # unreadable files, shape mismatches, a wrong hash
+            except ModelMismatch as err:
+                reasons.append(f"checkpoint at step {step} has parameters of another model: {err}")
+            except Exception as err:  # unreadable files, a wrong hash
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                log(f"checkpoint at step {step} in {manager.directory} is unreadable or corrupt "
-                    f"({first[:200]}); falling back to the previous one")
-                continue
-            return state.replace(**tree), extras
-        raise CheckpointError(f"no readable checkpoint in {manager.directory}")
+                reasons.append(f"checkpoint at step {step} is unreadable or corrupt ({first[:200]})")
+            else:
+                return state.replace(**tree), extras
+            if i + 1 < len(steps):
+                log(f"{reasons[-1]}; falling back to step {steps[i + 1]}")
+        if not reasons:
+            raise CheckpointError(f"no checkpoint in {manager.directory}")
+        raise CheckpointError(f"no usable checkpoint in {manager.directory} (files kept): " + "; ".join(reasons))
+
+    @staticmethod
+    def _check_layout(manager: ocp.CheckpointManager, step: int, abstract: Any) -> None:
+        """Raise :class:`ModelMismatch` when the step's arrays are not the model's."""
+        try:
+            metadata = manager.item_metadata(step)
+        except Exception:  # unreadable metadata: the restore itself will say so
+            return
+        if metadata is None:
+            return
+        problem = layout_mismatch(array_layout(metadata), array_layout(abstract))
+        if problem:
+            raise ModelMismatch(problem)
 
     def _verify(self, which: str, step: int, params: Any) -> dict | None:
         """Check the restored parameters against the manifest; return its extras."""

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
 from jaxconv.data.batching import eval_batches
 from jaxconv.train.checkpoint import Checkpoints
+from jaxconv.train.signals import Interrupted
 from jaxconv.train.state import TrainState, create_state, eval_step, make_train_step
 
 METRICS_FIELDS = ("step", "epoch", "split", "loss", "accuracy", "images_per_s")
@@ -74,32 +76,48 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or non-finite parameters."""
+
+
 class _Window:
     """Per-step training metrics since the last evaluation, in a fixed-size buffer that
     is checkpointed with the state: a resumed run averages exactly what an uninterrupted
-    one would."""
+    one would. It also remembers the first step whose loss was not finite."""
 
     def __init__(self, size: int):
         self.size = size
+        self.first_nonfinite: tuple[int, float] | None = None
         self.reset()
 
     def reset(self) -> None:
-        self.pending: list[dict] = []
+        self.pending: list[tuple[int, dict]] = []
         self.loss = np.zeros(self.size, np.float32)
         self.accuracy = np.zeros(self.size, np.float32)
         self.count = 0
         self.images = 0
 
-    def add(self, metrics: dict, images: int) -> None:
-        self.pending.append(metrics)
+    def add(self, metrics: dict, images: int, step: int) -> None:
+        self.pending.append((step, metrics))
         self.images += images
 
     def _flush(self) -> None:
-        for m in jax.device_get(self.pending):
+        steps = [s for s, _ in self.pending]
+        for step, m in zip(steps, jax.device_get([m for _, m in self.pending])):
+            if self.first_nonfinite is None and not np.isfinite(m["loss"]):
+                self.first_nonfinite = (step, float(m["loss"]))
             self.loss[self.count] = m["loss"]
             self.accuracy[self.count] = m["accuracy"]
             self.count += 1
         self.pending = []
+
+    def check_finite(self, last_checkpoint: int | None) -> None:
+        """Raise :class:`Diverged` if any loss so far was NaN or infinite."""
+        self._flush()
+        if self.first_nonfinite is not None:
+            step, value = self.first_nonfinite
+            kept = f"last finite checkpoint: step {last_checkpoint}" if last_checkpoint else "no checkpoint kept"
+            raise Diverged(f"non-finite loss ({value}) at training step {step}; {kept}")
 
     def means(self) -> tuple[float, float]:
         self._flush()
@@ -121,6 +139,22 @@ class _Window:
             buffer = np.zeros(size, np.float32)
             buffer[: self.count] = saved
             setattr(self, name, buffer)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _save(ckpt: Checkpoints, state: TrainState, window: _Window, metric: float | None) -> None:
+    """Checkpoint ``state`` unless training has diverged: a saved step is always finite."""
+    window.check_finite(ckpt.latest_step())
+    if not bool(_all_finite((state.params, state.batch_stats))):
+        raise Diverged(f"non-finite parameters after training step {int(state.step)} "
+                       f"(non-finite loss or gradient); last finite checkpoint: step {ckpt.latest_step()}")
+    ckpt.save(state, metric=metric, extras=window.extras())
 
 
 def refuse_to_overwrite(run_dir: Path) -> None:
@@ -151,6 +185,8 @@ def fit(
     augment_shift: int = 0,
     augment_flip: bool = False,
     label_smoothing: float = 0.0,
+    should_stop: Callable[[], int | None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[TrainState, History]:
     """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
 
@@ -197,41 +233,60 @@ def fit(
             history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
         best = [r["accuracy"] for r in history.split("val")]
         ckpt.best_metric = max(best) if best else -np.inf
+    if on_start is not None:
+        on_start()
     train_step = make_train_step(label_smoothing)
     start = int(state.step)
     show = progress and sys.stderr.isatty()
     bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True, desc=data.name)
     clock = time.perf_counter()
-    for step in range(start, total):
-        epoch, in_epoch = divmod(step, per_epoch)
-        idx = batch_indices(n, batch_size, seed, epoch, in_epoch)
-        xb = augment(data.x_train[idx], shift=augment_shift, flip=augment_flip, seed=seed, step=step)
-        state, metrics = train_step(state, jnp.asarray(xb), jnp.asarray(data.y_train[idx]))
-        window.add(metrics, len(idx))
-        done = step + 1
-        if done % 25 == 0 or done == total:
-            bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{float(metrics['accuracy']):.3f}",
-                            img_s=f"{window.images / max(time.perf_counter() - clock, 1e-9):.0f}")
-        bar.update(1)
-        at_eval = done % eval_every == 0 or done == total
-        at_checkpoint = checkpoint_every is None and at_eval or bool(checkpoint_every) and done % checkpoint_every == 0
-        if at_eval:
-            seconds = time.perf_counter() - clock
-            loss, accuracy = window.means()
-            history.add(step=done, epoch=done // per_epoch, split="train", loss=loss, accuracy=accuracy,
-                        images_per_s=window.images / seconds if seconds > 0 else float("nan"))
-            val = evaluate(state, data.x_val, data.y_val) if len(data.x_val) else None
-            if val is not None:
-                history.add(step=done, epoch=done // per_epoch, split="val", images_per_s="", **val)
-            window.reset()
-            clock = time.perf_counter()
-            if ckpt is not None:
-                write_metrics(run_dir / "metrics.csv", history.rows)
-        if ckpt is not None and (at_checkpoint or done == total):
-            val_row = history.last("val")
-            metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
-            ckpt.save(state, metric=metric, extras=window.extras())
-    bar.close()
-    if ckpt is not None:
-        ckpt.close()
+    try:
+        for step in range(start, total):
+            if should_stop is not None and should_stop():
+                _stop(should_stop(), state, window, ckpt)
+            epoch, in_epoch = divmod(step, per_epoch)
+            idx = batch_indices(n, batch_size, seed, epoch, in_epoch)
+            xb = augment(data.x_train[idx], shift=augment_shift, flip=augment_flip, seed=seed, step=step)
+            state, metrics = train_step(state, jnp.asarray(xb), jnp.asarray(data.y_train[idx]))
+            done = step + 1
+            window.add(metrics, len(idx), done)
+            if done % 25 == 0 or done == total:
+                loss = float(metrics["loss"])  # the step's result is needed here anyway
+                if not np.isfinite(loss):
+                    window.check_finite(ckpt.latest_step() if ckpt else None)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}",
+                                img_s=f"{window.images / max(time.perf_counter() - clock, 1e-9):.0f}")
+            bar.update(1)
+            at_eval = done % eval_every == 0 or done == total
+            at_checkpoint = checkpoint_every is None and at_eval or bool(checkpoint_every) and done % checkpoint_every == 0
+            if at_eval:
+                window.check_finite(ckpt.latest_step() if ckpt else None)
+                seconds = time.perf_counter() - clock
+                loss, accuracy = window.means()
+                history.add(step=done, epoch=done // per_epoch, split="train", loss=loss, accuracy=accuracy,
+                            images_per_s=window.images / seconds if seconds > 0 else float("nan"))
+                val = evaluate(state, data.x_val, data.y_val) if len(data.x_val) else None
+                if val is not None:
+                    history.add(step=done, epoch=done // per_epoch, split="val", images_per_s="", **val)
+                window.reset()
+                clock = time.perf_counter()
+                if ckpt is not None:
+                    write_metrics(run_dir / "metrics.csv", history.rows)
+            if ckpt is not None and (at_checkpoint or done == total):
+                val_row = history.last("val")
+                metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
+                _save(ckpt, state, window, metric)
+        window.check_finite(ckpt.latest_step() if ckpt else None)
+    finally:
+        bar.close()
+        if ckpt is not None:
+            ckpt.close()
     return state, history
+
+
+def _stop(signum: int, state: TrainState, window: _Window, ckpt: Checkpoints | None):
+    """Checkpoint the whole state between two steps, then raise :class:`Interrupted`."""
+    step = int(state.step)
+    if ckpt is not None and step > 0 and ckpt.latest_step() != step:
+        _save(ckpt, state, window, None)
+    raise Interrupted(signum, step, ckpt is not None and step > 0 and ckpt.latest_step() == step)

@@ -1,0 +1,157 @@
+"""What a run directory already holds, and whether a new command may use it.
+
+A run directory belongs to one experiment. Before anything is written, a command is
+checked against what the directory holds: a directory with checkpoints is continued only
+with ``trainer.resume=true``, and only when the recorded config equals the new one apart
+from the keys in :data:`RESUME_MAY_CHANGE` and :data:`RESUME_MAY_EXTEND`. A refusal raises
+:class:`RunDirRefused` (one line naming the differing keys) and changes nothing on disk.
+
+The resolved config of every accepted run is written to ``run_dir/config.yaml``; runs
+made before that file existed are compared through Hydra's ``.hydra/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Keys that may differ between a run and its resume, and why: they change how a run is
+#: carried out or shown, never the numbers it computes.
+RESUME_MAY_CHANGE: dict[str, str] = {
+    "trainer.resume": "how the command starts",
+    "trainer.progress": "the progress bar",
+    "trainer.plots": "whether plots are drawn at the end",
+    "trainer.reuse_host_memory": "a host-allocator setting; numbers are unchanged",
+    "trainer.checkpoint_every": "how often checkpoints are written",
+    "trainer.keep_checkpoints": "how many checkpoints are kept",
+    "data.root": "where the dataset files live",
+    "data.download": "whether missing files may be downloaded",
+}
+#: Keys that may only grow on resume: training continues for longer.
+RESUME_MAY_EXTEND: tuple[str, ...] = ("trainer.max_steps", "trainer.epochs")
+
+CONFIG_FILE = "config.yaml"
+REFUSAL_FILE = "refused.json"
+
+
+class RunDirRefused(ValueError):
+    """The run directory holds another run or cannot be written; nothing was changed."""
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values.
+
+    >>> flatten({"seed": 0, "trainer": {"batch_size": 16, "resume": False}})
+    {'seed': 0, 'trainer.batch_size': 16, 'trainer.resume': False}
+    """
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _extends(old: Any, new: Any) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    return new >= old
+
+
+def config_differences(recorded: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The keys on which ``new`` may not resume ``recorded``, as ``key: old -> new``.
+
+    >>> config_differences({"seed": 0, "trainer": {"max_steps": 10, "resume": False}},
+    ...                    {"seed": 1, "trainer": {"max_steps": 5, "resume": True}})
+    ['seed: 0 -> 1', 'trainer.max_steps: 10 -> 5 (resume may only extend it)']
+    """
+    old, cur = flatten(recorded), flatten(new)
+    lines = []
+    for key in sorted(set(old) | set(cur)):
+        if key in RESUME_MAY_CHANGE or key.startswith("hydra."):
+            continue
+        a, b = old.get(key, "<absent>"), cur.get(key, "<absent>")
+        if a == b:
+            continue
+        if key in RESUME_MAY_EXTEND and _extends(a, b):
+            continue
+        note = " (resume may only extend it)" if key in RESUME_MAY_EXTEND else ""
+        lines.append(f"{key}: {_show(a)} -> {_show(b)}{note}")
+    return lines
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def recorded_config(run_dir: Path) -> dict | None:
+    """The config the directory's run was made with (None if it records none)."""
+    for path in (run_dir / CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
+        if path.is_file():
+            try:
+                loaded = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as err:
+                raise RunDirRefused(f"{path} is unreadable ({type(err).__name__}); "
+                                    "cannot tell which run the directory holds") from err
+            return _resolved(loaded) if isinstance(loaded, dict) else None
+    return None
+
+
+def _resolved(loaded: dict) -> dict:
+    """Hydra's .hydra/config.yaml may hold interpolations; resolve those it can."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(OmegaConf.create(loaded), resolve=True)
+    except Exception:  # an interpolation only Hydra's runtime knows: compare as written
+        return loaded
+
+
+def check_writable(run_dir: Path) -> None:
+    """The directory (or the nearest existing parent) can take new files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirRefused(f"run directory {run_dir} is a file, not a directory")
+    probe = run_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirRefused(f"run directory {run_dir} is not writable (check the permissions of {probe})")
+
+
+def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> None:
+    """May ``config`` use ``run_dir``? Reads only.
+
+    Raises :class:`RunDirRefused` when the directory is a file, cannot be written, holds
+    checkpoints and ``resume`` is off, or holds a run whose config differs from ``config``.
+    """
+    from jaxconv.train.loop import refuse_to_overwrite
+
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    if not run_dir.is_dir():
+        return
+    if not resume:
+        try:
+            refuse_to_overwrite(run_dir)
+        except FileExistsError as err:
+            raise RunDirRefused(str(err)) from err
+        return
+    recorded = recorded_config(run_dir)
+    diff = config_differences(recorded, config) if recorded is not None else []
+    if diff:
+        raise RunDirRefused(f"cannot resume {run_dir}: it holds a run with another config: {'; '.join(diff)}")
+
+
+def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
+    """The resolved config of the accepted run, atomically."""
+    path = run_dir / CONFIG_FILE
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    os.replace(tmp, path)
