@@ -121,6 +121,7 @@ def _normalize(dataset: Dataset) -> Dataset:
 
 
 DATASETS = ("mnist1d", "digits", "shapes", "mnist", "fashion_mnist", "cifar10")
+NUM_CLASSES = {"mnist1d": 10, "digits": 10, "shapes": len(SHAPES), **files.NUM_CLASSES}
 CLASS_NAMES = {
     "shapes": SHAPES,
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
@@ -158,6 +159,8 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")
+    if limit_train is not None and limit_train < 1:
+        raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
     if name in ("mnist", "fashion_mnist", "cifar10") and options:
         raise ValueError(f"dataset {name!r} takes no generator options, got {sorted(options)}")
     root = Path(root).expanduser()
@@ -180,7 +183,7 @@ def load_dataset(
     dataset = Dataset(
         name, x_train.astype(np.float32), y_train.astype(np.int32), x_val.astype(np.float32),
         y_val.astype(np.int32), x_test.astype(np.float32), y_test.astype(np.int32),
-        num_classes=int(max(y_train.max(), y_test.max())) + 1,
+        num_classes=NUM_CLASSES[name],
         class_names=CLASS_NAMES.get(name, tuple(str(i) for i in range(10))),
     )
     return _normalize(dataset) if normalize else dataset

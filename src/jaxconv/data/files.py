@@ -15,6 +15,7 @@ import shutil
 import struct
 import tarfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -102,22 +103,58 @@ def ensure_files(name: str, directory: Path, expected: tuple[str, ...], *, allow
     raise DataError(_missing_message(name, directory, expected, reason))
 
 
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when its name ends in .gz; DataError if that fails."""
+    try:
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        what = "a truncated gzip file" if isinstance(err, EOFError) else "not a readable gzip file"
+        raise DataError(f"{path}: {what} ({err})") from err
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (gzip or raw): magic ``0x0000 <type> <ndim>``, big-endian sizes."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if data[2] not in dtypes:
         raise DataError(f"{path}: unknown IDX element type 0x{data[2]:02x}")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path}: IDX header truncated ({len(data)} bytes, a {ndim}-D header takes {4 + 4 * ndim})")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    payload = len(data) - 4 - 4 * ndim
+    itemsize = np.dtype(dtypes[data[2]]).itemsize
+    if payload != int(np.prod(shape)) * itemsize:
+        raise DataError(f"{path}: header says shape {shape} but the file holds {payload // itemsize} values")
     array = np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise DataError(f"{path}: header says shape {shape} but holds {array.size} values")
     return array.reshape(shape).astype(array.dtype.newbyteorder("="))
+
+
+def check_splits(images: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int,
+                 *, sample_ndim: int) -> None:
+    """Validate a file dataset after reading: ``images``/``labels`` map each file's path to
+    its array, train first, in matching order. Each violation is one line naming the file."""
+    shapes = {}
+    for (image_file, x), (label_file, y) in zip(images.items(), labels.items()):
+        if x.ndim != sample_ndim + 1:
+            raise DataError(f"{image_file}: images have shape {x.shape}, expected {sample_ndim + 1} axes (N, ...)")
+        if len(x) == 0:
+            raise DataError(f"{image_file} holds no images")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{label_file} holds {y.shape[0] if y.ndim else 0} labels for the "
+                            f"{len(x)} images of {image_file}")
+        if y.min() < 0 or y.max() >= num_classes:
+            bad = int(y[(y < 0) | (y >= num_classes)][0])
+            raise DataError(f"{label_file}: label {bad} is outside [0, {num_classes}) of this format")
+        shapes[image_file] = x.shape[1:]
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{f} {s}" for f, s in shapes.items())
+        raise DataError(f"image shapes differ between the splits: {listed}")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -128,10 +165,17 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.tobytes())
 
 
+#: Classes of each file format (MNIST and Fashion-MNIST: 10 digits or garments; CIFAR-10).
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+
+
 def load_idx_dataset(name: str, root: Path, allow_download: bool = True):
     directory = Path(root) / name
     ensure_files(name, directory, IDX_FILES, allow_download=allow_download)
-    x_train, y_train, x_test, y_test = (read_idx(directory / f) for f in IDX_FILES)
+    paths = [directory / f for f in IDX_FILES]
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
+    check_splits({paths[0]: x_train, paths[2]: x_test}, {paths[1]: y_train, paths[3]: y_test},
+                 NUM_CLASSES[name], sample_ndim=2)
     return x_train[..., None], y_train, x_test[..., None], y_test
 
 
@@ -151,15 +195,26 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as handle:
-        batch = _CifarUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
+    """One CIFAR-10 python batch: ``(N, 32, 32, 3)`` uint8 images and ``N`` labels in [0, 10)."""
+    raw = _read_bytes(path)
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except DataError:
+        raise
+    except Exception as err:  # garbage or truncated: unpickling fails in many ways
+        raise DataError(f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err})") from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path} is not a CIFAR-10 batch (no b'data' / b'labels')")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DataError(f"{path}: data or labels are not numbers ({err})") from err
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: data has shape {data.shape}, expected (N, 3072)")
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, np.asarray(batch[b"labels"], dtype=np.int64)
+    check_splits({path: images}, {path: labels}, NUM_CLASSES["cifar10"], sample_ndim=3)
+    return images, labels
 
 
 def write_cifar_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -177,8 +232,11 @@ def load_cifar10(root: Path, allow_download: bool = True):
         archive = base / "cifar-10-python.tar.gz"
         if not archive.exists():
             ensure_files("cifar10", base, ("cifar-10-python.tar.gz",), allow_download=allow_download)
-        with tarfile.open(archive) as tar:
-            tar.extractall(base, filter="data")
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(base, filter="data")  # refuses absolute paths, "..", links out
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # FilterError is a TarError
+            raise DataError(f"{archive}: cannot extract ({type(err).__name__}: {err})") from err
     if not all((directory / f).exists() for f in expected):
         raise DataError(_missing_message("cifar10", directory, expected, "archive incomplete"))
     parts = [read_cifar_batch(directory / f) for f in CIFAR_TRAIN]

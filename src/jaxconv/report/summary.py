@@ -1,8 +1,10 @@
 """Summaries of a multirun directory: one row per configuration, mean ± std over seeds.
 
-Works from files alone (``.hydra/overrides.yaml``, ``result.json``, ``metrics.csv``), so
-it also summarises sweeps that crashed or were killed: a job without a result, or whose
-result says "running", counts as interrupted.
+Works from files alone (``.hydra/overrides.yaml``, ``result.json``, ``refused.json``,
+``metrics.csv``), so it also summarises sweeps that crashed or were killed: a job without
+a result, or whose result says "running", counts as interrupted; a job refused because its
+directory holds another run counts as refused; a result.json or metrics.csv that cannot
+be read counts as corrupt and is named in :attr:`Run.problem`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRICS = ("test_accuracy", "test_loss", "val_accuracy", "wall_seconds")
+STATUSES = ("ok", "failed", "interrupted", "refused", "corrupt")
 IGNORED_KEYS = ("seed", "trainer.resume", "trainer.progress", "trainer.plots")
 
 
@@ -30,9 +33,12 @@ class Run:
     overrides: list[str]
     result: dict
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # split -> (step, acc)
+    problem: str | None = None  # why the job is refused or corrupt, one line
 
     @property
     def status(self) -> str:
+        if self.problem is not None:
+            return "refused" if self.problem.startswith("refused") else "corrupt"
         status = self.result.get("status")
         return "interrupted" if status in (None, "running") else status
 
@@ -44,35 +50,80 @@ class Run:
     config: str = ""  # the settings that vary across the sweep; set by collect_runs
 
 
+class CorruptFile(ValueError):
+    """A run-dir file that exists but cannot be read as what it should be."""
+
+
 def _curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     if not metrics_csv.exists():
         return {}
-    with open(metrics_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {split: [(int(r["step"]), float(r["accuracy"])) for r in rows if r["split"] == split]
-            for split in ("train", "val")}
+    try:
+        with open(metrics_csv, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {split: [(int(r["step"]), float(r["accuracy"])) for r in rows if r["split"] == split]
+                for split in ("train", "val")}
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as err:
+        raise CorruptFile(f"{metrics_csv} is corrupt ({type(err).__name__}: {err})") from err
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``; None if there is no such file; CorruptFile otherwise."""
+    if not path.exists():
+        return None
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptFile(f"{path} is corrupt ({type(err).__name__}: {err})") from err
+    if not isinstance(loaded, dict):
+        raise CorruptFile(f"{path} is corrupt (a JSON {type(loaded).__name__}, not an object)")
+    return loaded
+
+
+def _overrides(job: Path) -> list[str]:
+    path = job / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CorruptFile(f"{path} is corrupt ({type(err).__name__})") from err
+    if loaded is not None and not (isinstance(loaded, list) and all(isinstance(o, str) for o in loaded)):
+        raise CorruptFile(f"{path} is corrupt (not a list of overrides)")
+    return list(loaded or [])
+
+
+def _read_job(job: Path) -> Run:
+    """One job directory; what cannot be read is named in ``problem``, never raised."""
+    run = Run(job, [], {})
+    try:
+        run.overrides = _overrides(job)
+        refusal = _json_object(job / "refused.json")
+        if refusal is not None:  # the last command refused this job: its own overrides count
+            run.overrides = list(refusal.get("overrides") or run.overrides)
+            run.problem = f"refused: {refusal.get('error', '(no reason recorded)')}"
+        run.result = _json_object(job / "result.json") or {}
+        run.overrides = run.overrides or list(run.result.get("overrides", []))
+        run.curves = _curves(job / "metrics.csv")
+    except CorruptFile as err:
+        run.problem = str(err)
+    return run
 
 
 def collect_runs(sweep_dir: str | Path) -> list[Run]:
-    """Every job directory under ``sweep_dir`` (those with ``.hydra/`` or ``result.json``)."""
+    """Every job directory under ``sweep_dir`` (those with ``.hydra/``, ``result.json`` or
+    ``refused.json``)."""
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise NotADirectoryError(f"{sweep_dir} is a file, not a sweep directory")
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
     dirs = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
-    dirs |= {p.parent for p in sweep_dir.rglob("result.json")}
-    runs = []
+    dirs |= {p.parent for name in ("result.json", "refused.json") for p in sweep_dir.rglob(name)}
+
     def natural(path: Path):  # job 2 before job 10
         return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
-    for job in sorted(dirs, key=natural):
-        overrides_file = job / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-        try:
-            result = json.loads((job / "result.json").read_text())
-        except (OSError, ValueError):
-            result = {}
-        overrides = overrides or result.get("overrides", [])
-        runs.append(Run(job, list(overrides), result, _curves(job / "metrics.csv")))
+    runs = [_read_job(job) for job in sorted(dirs, key=natural)]
     common = set.intersection(*(r.settings for r in runs)) if runs else set()
     for run in runs:
         run.config = " ".join(sorted(run.settings - common)) or "(all runs alike)"
@@ -98,9 +149,8 @@ def summarize_runs(runs: list[Run], metric: str = "test_accuracy") -> list[dict]
     rows = []
     for config, members in groups.items():
         ok = [r for r in members if r.status == "ok"]
-        row = {"config": config, "runs": len(members), "ok": len(ok),
-               "failed": sum(r.status == "failed" for r in members),
-               "interrupted": sum(r.status == "interrupted" for r in members),
+        row = {"config": config, "runs": len(members),
+               **{status: sum(r.status == status for r in members) for status in STATUSES},
                "seeds": " ".join(str(r.result.get("seed", "?")) for r in ok)}
         for name in METRICS:
             row[f"{name}_mean"], row[f"{name}_std"] = _mean_std([r.result.get(name) for r in ok])
@@ -119,8 +169,9 @@ def _fmt(mean: float, std: float, percent: bool) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}" if percent else f"{mean:.4g} ± {std:.2g}"
 
 
-def markdown(rows: list[dict], metric: str, common: list[str] = ()) -> str:
-    lines = [f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.", "","| config | test accuracy (%) | test loss | val accuracy (%) | wall s | ok / failed / interrupted | best |",
+def markdown(rows: list[dict], metric: str, common: list[str] = (), problems: list[str] = ()) -> str:
+    lines = [f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.", "",
+             f"| config | test accuracy (%) | test loss | val accuracy (%) | wall s | {' / '.join(STATUSES)} | best |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(
@@ -128,10 +179,18 @@ def markdown(rows: list[dict], metric: str, common: list[str] = ()) -> str:
             f"{_fmt(r['test_loss_mean'], r['test_loss_std'], False)} | "
             f"{_fmt(r['val_accuracy_mean'], r['val_accuracy_std'], True)} | "
             f"{_fmt(r['wall_seconds_mean'], r['wall_seconds_std'], False)} | "
-            f"{r['ok']} / {r['failed']} / {r['interrupted']} | {'**best**' if r.get('best') else ''} |")
+            f"{' / '.join(str(r[s]) for s in STATUSES)} | {'**best**' if r.get('best') else ''} |")
     lines.append("")
     lines.append(f"mean ± std over the ok runs (seeds pooled); best by {metric}.")
+    if problems:
+        lines += ["", "Jobs not counted as ok:", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines)
+
+
+def problems(runs: list[Run], sweep_dir: Path) -> list[str]:
+    """One line per refused or corrupt job, naming its directory."""
+    return [f"{run.path.relative_to(sweep_dir) if run.path != sweep_dir else run.path.name}: {run.problem}"
+            for run in runs if run.problem is not None]
 
 
 def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
@@ -183,10 +242,10 @@ def summarize(sweep_dir: str | Path, metric: str = "test_accuracy") -> tuple[lis
     if not runs:
         raise FileNotFoundError(f"no job directories (with .hydra/ or result.json) under {sweep_dir}")
     rows = summarize_runs(runs, metric)
-    table = markdown(rows, metric, common_settings(runs))
+    table = markdown(rows, metric, common_settings(runs), problems(runs, sweep_dir))
     (sweep_dir / "summary.md").write_text(f"# Summary of {sweep_dir.name}\n\n{table}\n")
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
-        fields = ["config", "runs", "ok", "failed", "interrupted", "seeds"] + [
+        fields = ["config", "runs", *STATUSES, "seeds"] + [
             f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["best"]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
