@@ -79,6 +79,13 @@ def check_fits(padded: Sequence[int], eff_kernel: Sequence[int]) -> None:
             )
 
 
+def _nonempty_or_lax(name: str, x: jnp.ndarray, kernel: jnp.ndarray) -> str:
+    """An empty batch or zero channels leave nothing to compute: ``lax`` returns the empty
+    (or, for zero input channels, all-zero) result of the right shape, which the tiled and
+    chunked backends would divide by zero to find."""
+    return "lax" if 0 in x.shape or 0 in kernel.shape else name
+
+
 def restore(y: jnp.ndarray, layout: str) -> jnp.ndarray:
     return jnp.moveaxis(y, -1, 1) if layout == "channels_first" else y
 
@@ -152,7 +159,7 @@ def conv(
                       x.shape[0], math.prod(x.shape[1:-1]), dil, jnp.result_type(x, kernel))
     else:
         name = backend
-    y = BACKENDS[name](
+    y = BACKENDS[_nonempty_or_lax(name, x, kernel)](
         x,
         kernel,
         strides=strides,
@@ -246,7 +253,7 @@ def conv_transpose(
     k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
     ones = (1,) * n
     name = select(ksize, ones, strides, groups, cin // groups) if backend == "auto" else backend
-    x = BACKENDS[name](
+    x = BACKENDS[_nonempty_or_lax(name, y, k)](
         y,
         k,
         strides=ones,

@@ -372,6 +372,9 @@ def _global(x, layout, reduce):
     x = V.check_array(x, "x")
     V.check_rank(x, "x", minimum=3, what="(N, *spatial, C) or (N, C, *spatial)")
     axes = tuple(range(2, x.ndim)) if layout == "channels_first" else tuple(range(1, x.ndim - 1))
+    if any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"`x` has shape {tuple(x.shape)}: global pooling needs every spatial "
+                         "axis to be non-empty")
     return reduce(x, axes)
 
 

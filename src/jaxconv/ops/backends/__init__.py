@@ -7,6 +7,19 @@ non-zero padding modes and moved the layout. ``conv_transpose``, ``convolve`` an
 ``correlate`` are built on the same function, so a new backend gets them for free.
 
 ``auto`` is a policy, not an implementation: see :func:`select`.
+
+Non-finite inputs. On finite inputs the backends agree to float rounding. A NaN or an
+infinity in the input is where they differ, because each mixes samples differently
+before it multiplies: ``lax`` and ``window`` (direct sums) make non-finite exactly the
+outputs whose receptive field holds it, except that ``window``'s block-Toeplitz path for
+long 1-D kernels on several channels spoils the whole output blocks that read it;
+``winograd`` makes the whole output tiles
+(4x4 for a 3x3 kernel) of every input tile that holds it non-finite, a few samples beyond
+the receptive field; ``fft`` makes every output of that sample non-finite (each
+frequency sums the whole signal). No backend lets it reach another sample of the batch.
+``auto`` inherits the pattern of the backend it picks, so which outputs of a sample
+with a NaN are NaN depends on the shapes; where that matters (masking bad pixels, say),
+replace non-finite values before the convolution or pick ``lax`` or ``window``.
 """
 
 from __future__ import annotations

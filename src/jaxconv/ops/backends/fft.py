@@ -17,6 +17,9 @@ float64 for float64 inputs; the result is cast back to the input dtype. ``precis
 is accepted for a uniform interface and does not change the FFT.
 It pays off for long kernels (many taps at stride 1), where direct methods cost
 ``taps`` multiply-adds per output and FFT costs ``O(log P)``.
+
+A NaN or infinity anywhere in a sample makes every output of that sample non-finite:
+each frequency is a sum over the whole padded signal (other samples are unaffected).
 """
 
 from __future__ import annotations

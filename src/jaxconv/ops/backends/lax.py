@@ -1,4 +1,8 @@
-"""The ``lax`` backend: XLA's convolution (``jax.lax.conv_general_dilated``)."""
+"""The ``lax`` backend: XLA's convolution (``jax.lax.conv_general_dilated``).
+
+A direct sum: a NaN or infinity in the input makes non-finite exactly the outputs whose
+receptive field holds it.
+"""
 
 from __future__ import annotations
 

@@ -60,6 +60,12 @@ tangent term is written as the *linear transpose* of the gradient map above (``d
 the wanted gradients), so reverse mode, which transposes the JVP, runs that map itself.
 Measurements:
 ``benchmarks/conv_backends.py`` and ``benchmarks/train_step.py``.
+
+Non-finite inputs. The slice, shift-and-add and im2col paths are direct sums: a NaN or
+infinity in the input is non-finite in exactly the outputs whose receptive field holds
+it, as with ``lax``. The block-Toeplitz path is not: the band matrix's zeros times a NaN
+are NaN, so every output of each block whose window reads it becomes non-finite (up to
+two blocks of :func:`toeplitz_block` samples).
 """
 
 from __future__ import annotations

@@ -50,6 +50,11 @@ What it covers. Stride 1, no dilation of either kind, no groups, at most
 :data:`MAX_TAPS` taps per axis (and more than one on some axis). Anything else (a strided
 or grouped layer, a transposed convolution's dilated input) goes to the ``window``
 backend, so every option still works under this name.
+
+Non-finite inputs. A NaN or infinity in an input tile reaches every transform position
+of that tile (the transforms mix all its samples, and ``inf - inf`` is NaN), so whole
+output tiles around it become non-finite, a few samples more than a direct sum's
+receptive field; other samples of the batch are unaffected.
 """
 
 from __future__ import annotations
