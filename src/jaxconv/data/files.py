@@ -106,6 +106,8 @@ def ensure_files(name: str, directory: Path, expected: tuple[str, ...], *, allow
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when its name ends in .gz; DataError if that fails."""
     try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty")
         if path.suffix != ".gz":
             return path.read_bytes()
         with gzip.open(path, "rb") as handle:
@@ -130,7 +132,7 @@ def read_idx(path: Path) -> np.ndarray:
     payload = len(data) - 4 - 4 * ndim
     itemsize = np.dtype(dtypes[data[2]]).itemsize
     if payload != int(np.prod(shape)) * itemsize:
-        raise DataError(f"{path}: header says shape {shape} but the file holds {payload // itemsize} values")
+        raise DataError(f"{path}: header says shape {shape} but holds {payload // itemsize} values")
     array = np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim)
     return array.reshape(shape).astype(array.dtype.newbyteorder("="))
 

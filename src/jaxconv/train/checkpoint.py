@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,9 @@ def _quiet_failures() -> Iterator[None]:
         yield
     except BaseException:
         _until_quiet(held)
+        # The failed read's coroutines stay referenced until the interpreter exits, which
+        # then warns of each; they were reported as this failure already.
+        warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
         raise
     finally:
         gc.collect()  # failed futures are reported when collected: collect them here
