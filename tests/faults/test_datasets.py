@@ -10,8 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from jaxconv.data import DataError, load_dataset
-from jaxconv.data import files
+from jaxconv.data import DataError, files, load_dataset
 
 from .conftest import cli, error_lines
 

@@ -9,7 +9,12 @@ import subprocess
 
 import pytest
 
-from jaxconv.app.rundir import RESUME_MAY_CHANGE, RESUME_MAY_EXTEND, RunDirRefused, config_differences
+from jaxconv.app.rundir import (
+    RESUME_MAY_CHANGE,
+    RESUME_MAY_EXTEND,
+    RunDirRefused,
+    config_differences,
+)
 from jaxconv.app.train import train
 
 from .conftest import TINY, cli, error_lines, result, snapshot
