@@ -55,15 +55,25 @@ class CorruptFile(ValueError):
 
 
 def _curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
+    """Accuracy against step per split, from a metrics.csv checked row by row."""
     if not metrics_csv.exists():
         return {}
     try:
         with open(metrics_csv, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return {split: [(int(r["step"]), float(r["accuracy"])) for r in rows if r["split"] == split]
-                for split in ("train", "val")}
-    except (OSError, KeyError, TypeError, ValueError, csv.Error) as err:
-        raise CorruptFile(f"{metrics_csv} is corrupt ({type(err).__name__}: {err})") from err
+            reader = csv.DictReader(handle)
+            missing = {"step", "split", "accuracy"} - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"no column {', '.join(sorted(missing))}")
+            rows = [(reader.line_num, r) for r in reader]
+        curves: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
+        for line, r in rows:
+            if r["split"] not in ("train", "val", "test") or None in r or None in r.values():
+                raise ValueError(f"line {line} is not a metrics row")
+            if r["split"] in curves:
+                curves[r["split"]].append((int(r["step"]), float(r["accuracy"])))
+        return curves
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
+        raise CorruptFile(f"{metrics_csv} is corrupt ({err})") from err
 
 
 def _json_object(path: Path) -> dict | None:

@@ -1,0 +1,24 @@
+"""Item 8: bad values on the command line are one line naming the key, exit status 2,
+no traceback, nothing on disk (the data-file and run-dir cases live beside their items)."""
+
+import pytest
+
+from .conftest import cli, error_lines
+
+
+@pytest.mark.parametrize("override,line", [
+    ("seed=-1", "seed (=-1) must be >= 0"),
+    ("model.kernel_size=0", "model CNN does not fit inputs of shape (40, 1): `kernel_size` (=(0,)) must be "
+                            "one int >= 1 per spatial axis"),
+    ("data.limit_train=0", "data.limit_train (=0) must be >= 1 or null"),
+    ("optimizer.name=bogus", "optimizer.name (='bogus') must be one of ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')"),
+    ("schedule.name=bogus", "schedule.name (='bogus') must be one of ('constant', 'cosine', 'warmup_cosine', 'one_cycle')"),
+    ("optimizer.clip_norm=-1", "optimizer.clip_norm (=-1.0) must be > 0 or null"),
+    ("optimizer.lr=inf", "optimizer.lr (=inf) must be a finite number"),
+])
+def test_bad_value_is_one_line(tmp_path, override, line):
+    proc = cli([override, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert error_lines(proc.stderr) == [f"jaxconv-train: error: {line}"]
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
