@@ -397,10 +397,13 @@ def _failed(err: BaseException, cfg: DictConfig, run_dir: Path, overrides: list[
     if not accepted:
         if multirun:
             previous = _previous_result(run_dir)
-            if previous is None and not (run_dir / "result.json").exists():
-                _record_failure(run_dir, cfg, overrides, err)
-            elif not (previous and previous.get("status") == "failed" and isinstance(err, ConfigError)):
-                _record_refusal(run_dir, overrides, err)
+            try:
+                if previous is None and not (run_dir / "result.json").exists():
+                    _record_failure(run_dir, cfg, overrides, err)
+                elif not (previous and previous.get("status") == "failed" and isinstance(err, ConfigError)):
+                    _record_refusal(run_dir, overrides, err)
+            except OSError:  # a directory we may not write to: the line below is all there is
+                pass
         elif made_here:
             _remove_made_dirs(run_dir)
     if multirun:

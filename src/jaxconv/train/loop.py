@@ -233,6 +233,8 @@ def fit(
             history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
         best = [r["accuracy"] for r in history.split("val")]
         ckpt.best_metric = max(best) if best else -np.inf
+    if should_stop is not None and should_stop():  # asked to stop before anything was written
+        raise Interrupted(should_stop(), None, False)
     if on_start is not None:
         on_start()
     train_step = make_train_step(label_smoothing)
