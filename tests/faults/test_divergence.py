@@ -1,15 +1,12 @@
 """Item 3: divergence is never reported as success; every float hyperparameter is
 checked for finiteness and range before anything runs."""
 
-import math
-
 import jax
 import numpy as np
 import pytest
 
 from jaxconv.app.train import ConfigError, train
 from jaxconv.train import Checkpoints, Diverged
-from jaxconv.train.state import params_sha256
 
 from .conftest import TINY, cli, error_lines, result
 
@@ -90,6 +87,6 @@ def test_finite_lr_that_diverges_is_caught_between_evaluations(hydra_compose, tm
     with pytest.raises(Diverged, match="non-finite loss") as info:
         train(hydra_compose([*TINY, "optimizer.lr=1e6", "trainer.max_steps=400", "trainer.eval_every=400"]), tmp_path)
     step = int(str(info.value).split("at training step ")[1].split(";")[0])
-    assert step <= 25 and math.isfinite(step)
+    assert 1 < step <= 25
     assert result(tmp_path)["status"] == "failed"
-    assert params_sha256  # the hash helper stays importable for the fault suite's other tests
+    assert not (tmp_path / "checkpoints" / "last").exists() or not any((tmp_path / "checkpoints" / "last").iterdir())

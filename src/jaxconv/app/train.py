@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -61,17 +62,15 @@ def check_model_fits(model, example) -> None:
                           f"{tuple(example.shape[1:])}: {first}") from err
 
 
-#: Keys that control how a run is carried out, not what it computes: left out of the hash.
-RUN_CONTROL_KEYS = ("resume", "progress", "plots", "reuse_host_memory")
-
-
 def config_sha256(cfg: DictConfig) -> str:
-    """SHA-256 of the resolved config, without the run-control keys (resume, progress,
-    plots, reuse_host_memory): a resumed or re-run job has the same hash as the original."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container = {k: v for k, v in container.items() if k != "hydra"}
-    container["trainer"] = {k: v for k, v in container.get("trainer", {}).items() if k not in RUN_CONTROL_KEYS}
-    return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()
+    """SHA-256 of the resolved config without the keys that never change what a run
+    computes (:data:`~jaxconv.app.rundir.RESUME_MAY_CHANGE`: resume, progress, plots,
+    checkpointing, where the data lives): a resumed or re-run job has the original's hash."""
+    from jaxconv.app.rundir import RESUME_MAY_CHANGE, flatten
+
+    flat = flatten(task_config(cfg))
+    kept = {k: v for k, v in flat.items() if k not in RESUME_MAY_CHANGE}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def git_state(start: Path) -> dict[str, Any]:
@@ -180,12 +179,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     import jax
 
     from jaxconv.app import jax_env
-    from jaxconv.data.batching import steps_per_epoch
-    from jaxconv.report import plot_learning_curves
-    from jaxconv.train import Interrupted, evaluate, fit, params_sha256, stop_on_signals
-    from jaxconv.train.loop import write_metrics
-    from jaxconv.train.plots import plot_feature_maps, plot_filters
-    from jaxconv.train.state import variables_of
+    from jaxconv.train import Interrupted, fit, stop_on_signals
 
     jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
     start = time.perf_counter()
@@ -227,21 +221,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
             )
             if stop():
                 raise Interrupted(stop(), int(state.step), saved=True)
-            test = evaluate(state, dataset.x_test, dataset.y_test)
-            steps = int(state.step)
-            history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), t.batch_size),
-                        split="test", images_per_s="", **test)
-            write_metrics(run_dir / "metrics.csv", history.rows)
-            if t.plots:
-                plot_learning_curves(run_dir)
-                plot_filters(state.params, run_dir / "filters.png")
-                plot_feature_maps(model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png")
-            val = history.last("val")
-            result.update(
-                status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],
-                val_accuracy=val["accuracy"] if val else None, steps=steps,
-                params_sha256=params_sha256(state.params), wall_seconds=time.perf_counter() - start,
-            )
+            _finish(cfg, run_dir, model, dataset, state, history, result)
+            result["wall_seconds"] = time.perf_counter() - start
         except BaseException as err:
             if accepted:
                 interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
@@ -253,6 +234,32 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     print(f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) after "
           f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}", flush=True)
     return result
+
+
+def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, result: dict) -> None:
+    """Test, write the metrics and plots, and fill ``result`` of a run that trained to the end."""
+    from jaxconv.data.batching import steps_per_epoch
+    from jaxconv.report import plot_learning_curves
+    from jaxconv.train import Diverged, evaluate, params_sha256
+    from jaxconv.train.loop import write_metrics
+    from jaxconv.train.plots import plot_feature_maps, plot_filters
+    from jaxconv.train.state import variables_of
+
+    test = evaluate(state, dataset.x_test, dataset.y_test)
+    steps = int(state.step)
+    history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), cfg.trainer.batch_size),
+                split="test", images_per_s="", **test)
+    write_metrics(run_dir / "metrics.csv", history.rows)
+    if not math.isfinite(test["loss"]):
+        raise Diverged(f"non-finite test loss ({test['loss']}) after training step {steps}")
+    if cfg.trainer.plots:
+        plot_learning_curves(run_dir)
+        plot_filters(state.params, run_dir / "filters.png")
+        plot_feature_maps(model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png")
+    val = history.last("val")
+    result.update(status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],
+                  val_accuracy=val["accuracy"] if val else None, steps=steps,
+                  params_sha256=params_sha256(state.params))
 
 
 #: What a failed job returns to the sweeper: the worst accuracy, which Optuna accepts

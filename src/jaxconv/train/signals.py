@@ -57,7 +57,9 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
         flag.signum = signum
 
-    previous = {s: signal.signal(s, handler) for s in signums}
+    # A signal the process was started ignoring (nohup, a background job of a script) stays
+    # ignored, as Python itself leaves such a SIGINT alone.
+    previous = {s: signal.signal(s, handler) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield flag
     finally:
