@@ -433,15 +433,21 @@ class RunDirGuard(_callback_base()):
     line, before Hydra's own ``mkdir`` fails with a traceback."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(Path(config.hydra.run.dir))
+        self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(Path(config.hydra.sweep.dir))
+        self._check(config, "hydra.sweep.dir")
 
     @staticmethod
-    def _check(path: Path) -> None:
+    def _check(config: DictConfig, key: str) -> None:
+        from omegaconf.errors import OmegaConfBaseException
+
         from jaxconv.app.rundir import check_writable
 
+        try:
+            path = Path(OmegaConf.select(config, key))
+        except OmegaConfBaseException:  # names only Hydra's runtime can resolve (the default
+            return                      # dir names the model): checked again in the job
         try:
             check_writable(path)
         except RunDirRefused as err:
