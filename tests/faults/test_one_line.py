@@ -22,3 +22,12 @@ def test_bad_value_is_one_line(tmp_path, override, line):
     assert error_lines(proc.stderr) == [f"jaxconv-train: error: {line}"]
     assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_run_dir_is_removed_with_its_new_parents(tmp_path):
+    """Without hydra.run.dir Hydra makes outputs/<model>_<data>/<time>/ before the job
+    runs; a refused command removes what it made, and prints nothing but its line."""
+    proc = cli(["seed=-1"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == ["jaxconv-train: error: seed (=-1) must be >= 0"], proc.stderr
+    assert list(tmp_path.iterdir()) == []
