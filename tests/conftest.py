@@ -26,3 +26,18 @@ def x64():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def hydra_compose():
+    """``compose(overrides)`` of jaxconv's config, as ``jaxconv-train`` would."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from jaxconv.app.config import register
+
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="jaxconv.conf", version_base="1.3"):
+        yield lambda overrides=(): compose("config", overrides=list(overrides))
+    GlobalHydra.instance().clear()

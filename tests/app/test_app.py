@@ -27,14 +27,6 @@ def options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.fixture
-def hydra_compose():
-    register()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="jaxconv.conf", version_base="1.3"):
-        yield lambda overrides=(): compose("config", overrides=list(overrides), return_hydra_config=False)
-    GlobalHydra.instance().clear()
-
 
 def fits(cfg, shape):
     model = build_model(cfg, num_classes=10)

@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 
-from jaxconv.app.config import register
 from jaxconv.app.train import train
 
 TINY = ["experiment=shapes_cnn", "model.channels=[4,8]", "data.options.num_train=96",
@@ -35,14 +32,6 @@ def without_timing(path):
     with open(path, newline="") as handle:
         return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(handle)]
 
-
-@pytest.fixture
-def hydra_compose():
-    register()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="jaxconv.conf", version_base="1.3"):
-        yield lambda overrides=(): compose("config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
 
 
 def test_sweep_with_a_failing_job_then_summary_then_rerun_skip(tmp_path):

@@ -9,10 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-
-from jaxconv.app.config import register
 
 #: 16x16 shapes, a two-layer CNN: a few seconds per run.
 TINY = ["experiment=shapes_cnn", "model.channels=[4,8]", "data.options.num_train=96",
@@ -50,14 +46,6 @@ def snapshot(root: Path) -> dict[str, str]:
 def result(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "result.json").read_text())
 
-
-@pytest.fixture
-def hydra_compose():
-    register()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="jaxconv.conf", version_base="1.3"):
-        yield lambda overrides=(): compose("config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")

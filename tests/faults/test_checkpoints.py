@@ -50,18 +50,9 @@ def test_fallback_is_one_line_and_only_when_there_is_something_to_fall_back_to(t
     assert "falling back" not in err and "Traceback" not in err and "Event loop is closed" not in err, err
 
 
-@pytest.fixture(scope="module")
-def twice_checkpointed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    run_dir = root / "run"
-    proc = cli([*TINY, "trainer.max_steps=10", "trainer.eval_every=5", f"hydra.run.dir={run_dir}"], cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
-
-
-def test_corrupt_newest_checkpoint_falls_back_quietly(twice_checkpointed, tmp_path):
+def test_corrupt_newest_checkpoint_falls_back_quietly(trained, tmp_path):
     run_dir = tmp_path / "run"
-    shutil.copytree(twice_checkpointed, run_dir)
+    shutil.copytree(trained, run_dir)
     corrupt(run_dir, 10)
     proc = cli([*TINY, "trainer.max_steps=12", "trainer.eval_every=5", "trainer.resume=true",
                 f"hydra.run.dir={run_dir}"], cwd=tmp_path)
@@ -73,9 +64,9 @@ def test_corrupt_newest_checkpoint_falls_back_quietly(twice_checkpointed, tmp_pa
     assert result(run_dir)["status"] == "ok" and result(run_dir)["steps"] == 12
 
 
-def test_no_usable_checkpoint_is_one_line_exit_2_and_changes_nothing(twice_checkpointed, tmp_path):
+def test_no_usable_checkpoint_is_one_line_exit_2_and_changes_nothing(trained, tmp_path):
     run_dir = tmp_path / "run"
-    shutil.copytree(twice_checkpointed, run_dir)
+    shutil.copytree(trained, run_dir)
     corrupt(run_dir, 10)
     corrupt(run_dir, 5)
     before = snapshot(run_dir)
