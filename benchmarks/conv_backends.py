@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconv
-from jaxconv.ops import select_backend
+from jaxconv.ops import ConvProblem, select_backend
 from jaxconv.ops._validate import ntuple
+from jaxconv.ops.backends import platform_of
 from jaxconv.train import reuse_host_memory
 
 BACKENDS = ("lax", "window", "fft", "winograd", "auto")  # lax first: the ratios' base
@@ -129,8 +130,9 @@ def main() -> None:
         out_shape = fwd["lax"][0](x, k).shape
         gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
         n = len(ks) - 2
-        picks = select_backend(ks[:n], ntuple(kw.get("stride", 1), n, "stride"), (1,) * n, kw.get("groups", 1),
-                               ks[-2], ks[-1], xs[0], math.prod(xs[1:-1]), (1,) * n, x.dtype)
+        picks = select_backend(ConvProblem(ks[:n], ks[-2], ks[-1], kw.get("groups", 1),
+                                           ntuple(kw.get("stride", 1), n, "stride"), batch=xs[0],
+                                           spatial=xs[1:-1], dtype=x.dtype, platform=platform_of(x)))
         cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
         cells += [f"{paired(fwd, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{med_b['lax'] * 1e3:.1f}"]

@@ -165,63 +165,6 @@ def test_tiny_and_non_square(backend):
     close(out, np.full((1, 1, 3, 3), 8.0))
 
 
-def test_auto_policy_and_backend_list():
-    assert jaxconv.backends() == ("lax", "window", "fft", "winograd", "auto")
-    from jaxconv.ops import select_backend
-
-    assert select_backend((128,), (1,), (1,), 1, 8) == "fft"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 8) == "lax"
-    assert select_backend((128,), (2,), (1,), 1, 8) == "lax"
-    assert select_backend((3, 3), (2, 2), (1, 1), 32, 1) == "window"  # depthwise
-    assert select_backend((16,), (1,), (1,), 1, 1) == "fft"  # one-channel signal
-    assert select_backend((5,), (1,), (1,), 1, 1) == "lax"
-    # 1-D block-Toeplitz signal path of window (CPU): needs out_channels and dilation.
-    sig = dict(dilation=(1,), dtype=np.float32)
-    assert select_backend((16,), (1,), (1,), 1, 1, 1, **sig) == "window"
-    assert select_backend((64,), (1,), (1,), 1, 1, 8, **sig) == "window"
-    assert select_backend((65,), (1,), (1,), 1, 1, 1, **sig) == "fft"
-    assert select_backend((32,), (1,), (1,), 1, 8, 8, **sig) == "window"
-    assert select_backend((64,), (1,), (1,), 1, 8, 8, **sig) == "fft"
-    assert select_backend((32,), (1,), (1,), 1, 8, 16, **sig) == "lax"  # 128 channel pairs
-    assert select_backend((16,), (1,), (1,), 1, 1, 1, dilation=(2,)) == "fft"
-    assert select_backend((7,), (1,), (1,), 1, 1, 1, **sig) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 3) == "window"  # RGB first layer, on CPU
-    # Ungrouped layers in big batches on CPU: strided ones, and big stride-1 ones.
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 26 * 26) == "window"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 16, 16, 128, 32 * 32) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 32 * 32) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 128, 8 * 8) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 64, 64, 16, 16 * 16) == "lax"
-    assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"
-    assert select_backend((1, 1), (2, 2), (1, 1), 1, 16, 32, 128, 32 * 32) == "window"  # shortcut
-    assert select_backend((3, 3), (2, 2), (1, 1), 1, 16, 32, 8, 32 * 32) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 32, 128, 28 * 28) == "window"  # grayscale first layer
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 32, 8, 28 * 28) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 1, 1, 128, 28 * 28) == "lax"
-    # Winograd: float32/64, stride 1, 3-5 taps on 2+ axes, 32+ channels, 2048+ positions.
-    f32 = dict(dilation=(1, 1), dtype=np.float32)
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 32 * 32, **f32) == "winograd"
-    assert select_backend((5, 5), (1, 1), (1, 1), 1, 64, 64, 1, 64 * 64, **f32) == "winograd"
-    assert select_backend((3, 3, 3), (1, 1, 1), (1, 1, 1), 1, 32, 32, 8, 8**3, dilation=(1,) * 3,
-                          dtype=np.float64) == "winograd"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 16, 16, 128, 32 * 32, **f32) == "lax"  # 16 channels
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 16, 8 * 8, **f32) == "lax"  # 1024 positions
-    assert select_backend((3,), (1,), (1,), 1, 64, 64, 128, 256, dilation=(1,), dtype=np.float32) == "window"  # 1-D: rule 5
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 32, 128, 32 * 32, dilation=(2, 2),
-                          dtype=np.float32) == "lax"
-    assert select_backend((3, 3), (1, 1), (1, 1), 1, 32, 64, 128, 32 * 32, dilation=(1, 1),
-                          dtype=jnp.bfloat16) == "window"  # half precision: rule 5
-    assert select_backend((3, 3), (2, 2), (1, 1), 1, 32, 32, 128, 32 * 32, **f32) == "window"
-    x, k = np.zeros((96, 10, 10, 32), np.float32), np.zeros((3, 3, 32, 64), np.float32)
-    auto = str(jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k))
-    assert "conv_general_dilated" not in auto and "_chunked_conv" not in auto
-    assert "_input_transform" in auto and "f32[36,32,64]" in auto  # winograd's transformed kernel
-    in_bf16 = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
-    assert "_chunked_conv" in str(in_bf16)  # window's im2col
-    small = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x[:8], k[..., :16])
-    assert "conv_general_dilated" in str(small)
-
-
 def test_precision_is_accepted(rng):
     x = rng.normal(size=(1, 5, 5, 2)).astype(np.float32)
     k = rng.normal(size=(3, 3, 2, 2)).astype(np.float32)
@@ -247,10 +190,3 @@ def test_pad_function_matches_numpy(rng):
 def test_conv_matches_reference_long_run(c):
     """The same property over many more cases (run in CI; skip with -m 'not slow')."""
     test_conv_matches_reference_on_every_backend.hypothesis.inner_test(c)
-
-
-def test_auto_leaves_small_strided_1d_layers_to_lax():
-    from jaxconv.ops import select_backend
-
-    # The MNIST-1D CNN: 40 positions per signal, strided; whole steps measured alike.
-    assert select_backend((5,), (2,), (1,), 1, 1, 25, 100, 40) == "lax"

@@ -83,10 +83,10 @@ def test_filter_lengths_auto_sends_to_window(mode, rng):
     """On CPU, ``auto`` runs 1-D filters of 8-64 taps on ``window``'s block-Toeplitz
     path (its custom JVP in the jaxpr) and longer ones on ``fft``; values and gradients
     against NumPy / lax either way, complex included."""
-    from jaxconv.ops import select_backend
+    from jaxconv.ops import ConvProblem, select_backend
 
     a, v = rng.normal(size=300), rng.normal(size=24)
-    assert select_backend(v.shape, (1,), (1,), 1, 1, out_channels=1, dilation=(1,)) == "window"
+    assert select_backend(ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype="float64", platform="cpu")) == "window"
     assert "custom_jvp_call" in str(jax.make_jaxpr(lambda a, v: jaxconv.convolve(a, v, mode))(a, v))
     close(jaxconv.convolve(a, v, mode), np.convolve(a, v, mode), tol=1e-4)
     grad = lambda b: jax.grad(lambda v: jnp.sum(jnp.sin(jaxconv.correlate(a, v, mode, backend=b))))(v)

@@ -1,7 +1,9 @@
 """Pure functional convolution primitives (jax only: no flax, optax or hydra)."""
 
 from jaxconv.ops.backends import BACKENDS as BACKENDS
+from jaxconv.ops.backends import ConvProblem as ConvProblem
 from jaxconv.ops.backends import backends as backends
+from jaxconv.ops.backends import explain as explain_backend
 from jaxconv.ops.backends import register_backend as register_backend
 from jaxconv.ops.backends import select as select_backend
 from jaxconv.ops.conv import conv as conv

@@ -6,14 +6,13 @@ modes), run the chosen backend's channels-last core, restore the caller's layout
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
 
 from jaxconv.ops import _validate as V
-from jaxconv.ops.backends import BACKENDS, check_backend, select
+from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
 from jaxconv.ops.backends.window import pad_and_dilate
 from jaxconv.ops.padding import apply_modes, check_mode_widths
 
@@ -121,7 +120,8 @@ def conv(
       padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``, or one
         per spatial axis. Modes are applied after input dilation.
       layout: ``"channels_last"`` (default, as Flax) or ``"channels_first"`` (as PyTorch).
-      backend: ``"lax"``, ``"window"``, ``"fft"`` or ``"auto"``.
+      backend: a name from :func:`jaxconv.backends` (``"lax"``, ``"window"``, ``"fft"``,
+        ``"winograd"``, ``"auto"``). Empty arrays always take ``"lax"``: nothing to compute.
       precision: passed to XLA's matmul/conv (``jax.lax.Precision``).
 
     Returns:
@@ -155,8 +155,8 @@ def conv(
         idil = (1,) * n
     x, pads = apply_modes(x, pads, modes)
     if backend == "auto":
-        name = select(ksize, strides, idil, groups, kernel.shape[-2], kernel.shape[-1],
-                      x.shape[0], math.prod(x.shape[1:-1]), dil, jnp.result_type(x, kernel))
+        name = select(ConvProblem(ksize, kernel.shape[-2], kernel.shape[-1], groups, strides, dil, idil,
+                                  x.shape[0], x.shape[1:-1], x.dtype, platform_of(x, kernel)))
     else:
         name = backend
     y = BACKENDS[_nonempty_or_lax(name, x, kernel)](
@@ -252,7 +252,11 @@ def conv_transpose(
     k = k.reshape(*ksize, groups, cin // groups, cout_g)
     k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
     ones = (1,) * n
-    name = select(ksize, ones, strides, groups, cin // groups) if backend == "auto" else backend
+    if backend == "auto":
+        name = select(ConvProblem(ksize, cin // groups, groups * cout_g, groups, ones, dil, strides, y.shape[0],
+                                  y.shape[1:-1], y.dtype, platform_of(y, kernel), transposed=True))
+    else:
+        name = backend
     x = BACKENDS[_nonempty_or_lax(name, y, k)](
         y,
         k,

@@ -14,7 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxconv.ops import _validate as V
-from jaxconv.ops.backends import BACKENDS, check_backend, select
+from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
 
 MODES = ("full", "same", "valid")
 
@@ -59,7 +59,10 @@ def _convolve(a: jnp.ndarray, v: jnp.ndarray, mode: str, backend: str, precision
     else:
         pads = ((0, 0),) * n
     ones = (1,) * n
-    name = select(v.shape, ones, ones, 1, 1, out_channels=1, dilation=ones) if backend == "auto" else backend
+    if backend == "auto":
+        name = select(ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype=a.dtype, platform=platform_of(a, v)))
+    else:
+        name = backend
     kernel = jnp.flip(v)[..., None, None]
     y = BACKENDS[name](
         a[None, ..., None],
