@@ -35,7 +35,7 @@ from jaxconv.ops._validate import ntuple
 from jaxconv.ops.backends import platform_of
 from jaxconv.train import reuse_host_memory
 
-BACKENDS = ("lax", "window", "fft", "winograd", "auto")  # lax first: the ratios' base
+BACKENDS = jaxconv.backends()  # the registry's order: lax first, the ratios' base
 
 
 def layers(quick: bool):

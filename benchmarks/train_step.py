@@ -39,7 +39,7 @@ import jaxconv
 from jaxconv import nn as jnn
 from jaxconv.train import reuse_host_memory
 
-BACKENDS = ("lax", "window", "fft", "winograd", "auto")
+BACKENDS = jaxconv.backends()
 
 
 # ---- the networks, written once over a conv layer and a max-pool function ------------

@@ -10,9 +10,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxconv import ops
+from jaxconv.ops._types import IntOrInts
 
 Initializer = Callable[..., Any]
-IntOrInts = int | Sequence[int]
 
 
 def _kernel_size(kernel_size: IntOrInts) -> tuple[int, ...]:
@@ -53,7 +53,7 @@ class Conv(nn.Module):
         :func:`jaxconv.conv` (``padding`` also takes flax's ``"CIRCULAR"``).
       use_bias, dtype, param_dtype, precision, kernel_init, bias_init: as flax.
       padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
-      backend: ``"lax"``, ``"window"``, ``"fft"`` or ``"auto"``.
+      backend: a name from :func:`jaxconv.backends` (``"auto"`` by default).
 
     The parameters are ``kernel`` ``(*kernel_size, C_in // groups, features)`` and
     ``bias`` ``(features,)``, as ``flax.linen.Conv``.

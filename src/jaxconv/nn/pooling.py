@@ -9,8 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxconv import ops
-
-IntOrInts = int | Sequence[int]
+from jaxconv.ops._types import IntOrInts
 
 
 class _WindowPool(nn.Module):

@@ -17,7 +17,7 @@ LAYOUTS = ("channels_last", "channels_first")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER", "FULL", "CAUSAL")
 
-Pads = tuple[tuple[int, int], ...]
+from jaxconv.ops._types import Pads as Pads  # noqa: E402  (re-exported for the backends)
 
 
 def _is_int(value: Any) -> bool:

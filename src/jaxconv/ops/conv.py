@@ -12,12 +12,10 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxconv.ops import _validate as V
+from jaxconv.ops._types import IntOrInts, Padding
 from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
 from jaxconv.ops.backends.window import pad_and_dilate
 from jaxconv.ops.padding import apply_modes, check_mode_widths
-
-IntOrInts = int | Sequence[int]
-Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 
 
 def operands(

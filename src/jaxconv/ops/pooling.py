@@ -6,9 +6,10 @@ defaulting to the window, symmetric ``padding`` of at most half the effective wi
 
 - ``lax``: ``jax.lax.reduce_window``;
 - ``window``: hand-rolled, one strided slice per window tap, reduced elementwise;
-- ``fft``: average pools via the FFT convolution backend with a ones kernel; max/min
-  have no FFT form and lp pools would magnify its rounding in their root, so these
-  use the ``window`` core;
+- ``fft`` (and any backend registered with ``pools_by_convolution``): average pools via
+  that backend's convolution with a ones kernel; max/min have no convolution form and lp
+  pools would magnify the FFT's rounding in their root, so these use the ``window``
+  core;
 - ``winograd``: a convolution algorithm only; pools with the ``window`` core, so a
   model built with ``backend="winograd"`` pools as it would with ``window``;
 - ``auto``: ``window`` for max/min pooling with non-overlapping windows on CPU (XLA's
@@ -31,12 +32,9 @@ import numpy as np
 from jax import lax
 
 from jaxconv.ops import _validate as V
-from jaxconv.ops.backends import BACKENDS
+from jaxconv.ops._types import IntOrInts
+from jaxconv.ops.backends import BACKENDS, POOLS_BY_CONVOLUTION, check_backend
 from jaxconv.ops.backends.window import tap_slices
-
-#: ``winograd`` (a convolution algorithm with no pooling form) pools with the ``window`` core.
-POOL_BACKENDS = ("lax", "window", "fft", "winograd", "auto")
-IntOrInts = int | Sequence[int]
 
 
 class _Geometry:
@@ -96,11 +94,11 @@ def _reduce_window(x, init, op, g: _Geometry):
     return functools.reduce(op, parts)
 
 
-def _sum_fft(x, g: _Geometry):
+def _sum_by_convolution(x, g: _Geometry, backend: str):
     n = x.ndim - 2
     c = x.shape[-1]
     kernel = jnp.ones((*g.window, 1, c), x.dtype)
-    return BACKENDS["fft"](
+    return BACKENDS[backend](
         x, kernel, strides=g.strides, dilation=g.dilation, input_dilation=(1,) * n,
         groups=c, pads=g.full_pads,
     )
@@ -127,15 +125,14 @@ def _reduce(x, kind: str, g: _Geometry, backend: str):
         backend = _auto(kind, g)
     if backend == "lax":
         return _reduce_lax(x, init, op, g)
-    if backend == "fft" and kind == "sum":
-        return _sum_fft(x, g)
+    if kind == "sum" and backend in POOLS_BY_CONVOLUTION:
+        return _sum_by_convolution(x, g, backend)
     return _reduce_window(x, init, op, g)
 
 
 def _front(x, layout, backend, window, stride, padding, dilation, ceil_mode):
     V.check_layout(layout)
-    if backend not in POOL_BACKENDS:
-        raise ValueError(f"`backend` (={backend!r}) must be one of {POOL_BACKENDS}")
+    check_backend(backend)
     x = V.check_array(x, "x")
     V.check_rank(x, "x", minimum=3, what="(N, *spatial, C) or (N, C, *spatial)")
     if layout == "channels_first":
@@ -293,7 +290,7 @@ def lp_pool(
         x = x.astype(jnp.result_type(float))
     # The root turns the FFT's absolute rounding (~1e-8 of the largest power) into
     # ~1e-4 on windows of zeros, so the fft backend sums these windows directly.
-    total = _reduce(x**norm_type, "sum", g, "window" if backend == "fft" else backend)
+    total = _reduce(x**norm_type, "sum", g, "window" if backend in POOLS_BY_CONVOLUTION else backend)
     return _back(total ** (1.0 / norm_type), layout)
 
 

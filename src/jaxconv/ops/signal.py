@@ -85,7 +85,8 @@ def convolve(
     Args:
       a, v: arrays of the same rank (any rank >= 1). Integer inputs give floats.
       mode: ``"full"``, ``"same"`` or ``"valid"``.
-      backend: ``"lax"``, ``"window"``, ``"fft"`` or ``"auto"``.
+      backend: a name from :func:`jaxconv.backends` (``"lax"``, ``"window"``, ``"fft"``,
+        ``"winograd"``, ``"auto"``).
       precision: passed to XLA (``jax.lax.Precision``).
 
     Returns:

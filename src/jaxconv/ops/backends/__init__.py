@@ -25,8 +25,7 @@ replace non-finite values before the convolution or pick ``lax`` or ``window``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from jaxconv.ops._types import ConvCore
 from jaxconv.ops.backends import (  # winograd after window: it falls back on it
     fft,
     lax,
@@ -34,14 +33,19 @@ from jaxconv.ops.backends import (  # winograd after window: it falls back on it
     winograd,
 )
 
-ConvCore = Callable[..., object]
-
+#: Every backend by name, in the order :func:`backends` lists them; the one list that
+#: the ops, the layers, the tests and the benchmarks read.
 BACKENDS: dict[str, ConvCore] = {
     "lax": lax.conv,
     "window": window.conv,
     "fft": fft.conv,
     "winograd": winograd.conv,
 }
+#: Backends whose sum pooling (avg, and the sum under lp) runs as their own convolution
+#: with a ones kernel per channel. ``lax`` has ``reduce_window``; the others pool with
+#: ``window``'s sliced core (``winograd`` has no depthwise form; max pooling has no
+#: convolution form on any backend).
+POOLS_BY_CONVOLUTION: set[str] = {"fft"}
 
 def backends() -> tuple[str, ...]:
     """The backend names ``conv`` and friends accept (``"auto"`` included).
@@ -52,11 +56,15 @@ def backends() -> tuple[str, ...]:
     return (*BACKENDS, "auto")
 
 
-def register_backend(name: str, core: ConvCore) -> None:
-    """Add a convolution core under ``name`` (it then works for every op)."""
+def register_backend(name: str, core: ConvCore, *, pools_by_convolution: bool = True) -> None:
+    """Add a convolution core under ``name``: ``conv``, ``conv_transpose``, ``convolve``,
+    ``correlate``, the layers and the pools then accept it. Its average pooling runs as
+    its own depthwise convolution with a ones kernel unless ``pools_by_convolution`` is
+    False; max pooling uses ``window``'s sliced core."""
     if not isinstance(name, str) or name == "auto":
         raise ValueError(f"`name` (={name!r}) must be a string other than 'auto'")
     BACKENDS[name] = core
+    (POOLS_BY_CONVOLUTION.add if pools_by_convolution else POOLS_BY_CONVOLUTION.discard)(name)
 
 
 def check_backend(backend: object) -> str:
