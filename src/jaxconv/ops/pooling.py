@@ -34,7 +34,7 @@ from jax import lax
 from jaxconv.ops import _validate as V
 from jaxconv.ops._types import IntOrInts
 from jaxconv.ops.backends import BACKENDS, POOLS_BY_CONVOLUTION, check_backend
-from jaxconv.ops.backends.window import tap_slices
+from jaxconv.ops.backends.geometry import tap_slices
 
 
 class _Geometry:

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv.ops.backends import window, winograd
+from jaxconv.ops.backends import window_toeplitz, winograd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ def _long_1d_filter(p: ConvProblem) -> bool:
     return (
         p.platform == "cpu"
         and not p.transposed
-        and window.toeplitz_applies((*p.kernel_size, p.in_channels, p.out_channels), p.strides, p.dilation,
+        and window_toeplitz.toeplitz_applies((*p.kernel_size, p.in_channels, p.out_channels), p.strides, p.dilation,
                                     p.input_dilation, p.groups)
         and p.kernel_size[0] <= limit
     )
