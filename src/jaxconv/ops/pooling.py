@@ -13,8 +13,8 @@ defaulting to the window, symmetric ``padding`` of at most half the effective wi
 - ``winograd``: a convolution algorithm only; pools with the ``window`` core, so a
   model built with ``backend="winograd"`` pools as it would with ``window``;
 - ``auto``: ``window`` for max/min pooling with non-overlapping windows on CPU (XLA's
-  CPU gradient of ``reduce_window`` max, ``select_and_scatter``, is 10-20x slower than
-  the sliced version's there: benchmarks/train_step.py), ``lax`` otherwise.
+  CPU gradient of ``reduce_window`` max, ``select_and_scatter``, is much slower than the
+  sliced version's there: benchmarks/train_step.py), ``lax`` otherwise.
 
 Output size per axis (``eff = (window - 1) * dilation + 1``):
 ``floor_or_ceil((L + 2p - eff) / s) + 1``, and in ``ceil_mode`` the last window must

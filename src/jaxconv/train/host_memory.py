@@ -3,10 +3,8 @@
 XLA on CPU gives every run of a compiled step one fresh scratch buffer (activations,
 patch matrices, gradients: 74 MiB for the classic MNIST net at batch 128) and frees it
 when the step ends. glibc hands such large blocks back to the kernel (``munmap``), so
-the next step writes to brand-new pages and takes a page fault for every 4 KiB of them:
-about 19,000 faults and 35-45 ms of kernel time per MNIST-net step on the 2-core
-development VM, 83,000 faults for the same step on the ``lax`` backend, whose
-convolutions allocate more. Keeping the freed memory in the process instead makes
+the next step writes to brand-new pages and takes a page fault for every 4 KiB of them
+(counts and kernel time per step: ``docs/performance-notes.md``). Keeping the freed memory in the process instead makes
 those steps fault-free (``benchmarks/train_step.py --host-memory`` shows the effect).
 
 :func:`reuse_host_memory` sets glibc's allocator, through ``mallopt``, to

@@ -39,11 +39,10 @@ input gradient.
 Tile size. Every axis uses input tiles of :data:`TILE` = 6 samples, so ``m = 7 - r``
 outputs per tile for ``r`` = 2 to 5 taps (an axis of one tap needs no transform). Bigger
 tiles save more multiplies but the transforms' coefficients grow and so does the rounding
-error: with 6-sample tiles a float32 3x3 layer of 64 channels is off from a float64
-reference by about 5e-6 of its largest output, where ``lax`` and ``window`` are at about
-1e-6 (``tests/ops/test_winograd.py`` bounds it at 2e-5). 8-sample tiles, ``F(6x6, 3x3)``,
-doubled that error and were 1.5-1.9x slower here (8x8 images waste most of an 8-sample
-tile). Half-precision inputs are transformed and multiplied in float32 and rounded back
+error (``tests/ops/test_winograd.py`` bounds a float32 3x3 layer's at 2e-5 of its
+largest output). 8-sample tiles, ``F(6x6, 3x3)``, doubled that error and were slower
+(8x8 images waste most of an 8-sample tile; figures in ``docs/performance-notes.md``).
+Half-precision inputs are transformed and multiplied in float32 and rounded back
 once.
 
 What it covers. Stride 1, no dilation of either kind, no groups, at most
@@ -213,10 +212,8 @@ def _padded_tiles(x, pads, m, taps, tiles):
     Reverse mode runs this map transposed (the input gradient), one axis after the other
     in reverse. Left to itself, XLA fuses the axes' transposes into one loop; an
     optimization barrier between the axes makes each axis's result an array of its own:
-    one more pass over memory, and faster. Whole training steps, paired against no
-    barrier: VGG-6 0.94 and 0.92, MNIST net 0.96, ResNet-20 on ``winograd`` 0.88. (A
-    barrier in the forward's sliced form read 0.98, one in the output transform 1.05:
-    not kept.)"""
+    one more pass over memory, and faster in whole training steps (figures, and the
+    barriers tried elsewhere and not kept: ``docs/performance-notes.md``)."""
     config = [(0, 0, 0)]
     for size, (lo, _), mi, t, r in zip(x.shape[1:-1], pads, m, tiles, taps):
         blocks = t + -(-(r - 1) // mi)  # the tiles plus the overlap of the last one
@@ -258,9 +255,8 @@ def _input_transform(x, pads, m, taps, tiles):
 def _input_transform_jvp(pads, m, taps, tiles, primals, tangents):
     # One linear map, two programs: the forward is faster from slices of x (its padding
     # and the previous layer's activation fuse in), while the transpose of the padded
-    # form, which reverse mode runs, is the faster input gradient. Whole training steps,
-    # paired against the padded form both ways: VGG-6 0.97 and 0.98, ResNet-20 0.96,
-    # MNIST net 0.95 and 1.07.
+    # form, which reverse mode runs, is the faster input gradient (train_step: VGG-6,
+    # ResNet-20, MNIST net).
     (x,), (x_dot,) = primals, tangents
     return _input_transform(x, pads, m, taps, tiles), _padded_tiles(x_dot, pads, m, taps, tiles)
 
