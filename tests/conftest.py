@@ -27,6 +27,14 @@ def x64():
 
 
 @pytest.fixture
+def on_cpu():
+    """Pin JAX's default device to the CPU: tests that read ``auto``'s CPU choices off a
+    jaxpr then hold on a machine whose default platform is a GPU too."""
+    with jax.default_device(jax.devices("cpu")[0]):
+        yield
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

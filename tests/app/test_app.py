@@ -191,3 +191,14 @@ def test_launcher_configs_compose(launcher, key, value):
     GlobalHydra.instance().clear()
     assert cfg.hydra.launcher[key] == value
     assert "_target_" in cfg.hydra.launcher
+
+
+def test_help_names_the_app_and_lists_only_options(tmp_path):
+    proc = _cli(["--help"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("jaxconv-train: train, evaluate, checkpoint and plot")
+    assert "powered by Hydra" not in proc.stdout and "base_" not in proc.stdout
+    groups = dict(line.split(": ", 1) for line in proc.stdout.splitlines()
+                  if line.split(":")[0] in ("data", "model", "optimizer", "schedule", "trainer", "experiment"))
+    for group, listed in groups.items():
+        assert listed.split(", ") == options(group), group

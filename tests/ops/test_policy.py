@@ -76,7 +76,7 @@ def test_every_pick_has_a_reason():
         assert backend in jaxconv.backends() and len(reason) > 20
 
 
-def test_call_sites_describe_the_problem_they_run():
+def test_call_sites_describe_the_problem_they_run(on_cpu):
     """conv picks as the table says (the jaxpr shows the backend's own functions)."""
     assert jaxconv.backends() == ("lax", "window", "fft", "winograd", "auto")
     x, k = np.zeros((96, 10, 10, 32), np.float32), np.zeros((3, 3, 32, 64), np.float32)

@@ -95,9 +95,10 @@ def test_auto_pool_policy():
 
     x = jnp.ones((1, 8, 8, 1))
     disjoint, overlapping = _Geometry(x, 2, None, 0, 1, False), _Geometry(x, 3, 1, 1, 1, False)
-    assert _auto("max", disjoint) == "window"  # the tests run on CPU
-    assert _auto("max", overlapping) == "lax"
-    assert _auto("sum", disjoint) == "lax"
+    assert _auto("max", disjoint, "cpu") == "window"
+    assert _auto("max", disjoint, "gpu") == "lax"
+    assert _auto("max", overlapping, "cpu") == "lax"
+    assert _auto("sum", disjoint, "cpu") == "lax"
 
 
 @pytest.mark.parametrize("rows", [2, 3])

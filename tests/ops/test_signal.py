@@ -79,7 +79,7 @@ def test_long_kernel_fft_matches_scipy(rng):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_filter_lengths_auto_sends_to_window(mode, rng):
+def test_filter_lengths_auto_sends_to_window(mode, rng, on_cpu):
     """On CPU, ``auto`` runs 1-D filters of 8-64 taps on ``window``'s block-Toeplitz
     path (its custom JVP in the jaxpr) and longer ones on ``fft``; values and gradients
     against NumPy / lax either way, complex included."""

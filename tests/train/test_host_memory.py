@@ -57,3 +57,19 @@ def test_scratch_memory_is_reused_instead_of_faulted_in_again():
     # on every call; with the setting the heap keeps them.
     assert default > 5000, default
     assert reused < default / 20, (reused, default)
+
+
+def test_backend_started_reads_jax_truthfully():
+    """backend_started() reads JAX's private backend table; if JAX moves it, the answer
+    falls back to True (the conservative one) and this test fails loudly."""
+    code = (
+        "from jax._src import xla_bridge\n"
+        "assert hasattr(xla_bridge, '_backends'), 'jax moved xla_bridge._backends'\n"
+        "from jaxconv.train.host_memory import backend_started\n"
+        "before = backend_started()\n"
+        "import jax.numpy as jnp; jnp.ones(2).block_until_ready()\n"
+        "print(before, backend_started())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "True"]

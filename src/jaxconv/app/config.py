@@ -70,7 +70,8 @@ class Config:
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="data", name="base_data", node=DataConfig)
-    cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
-    cs.store(group="schedule", name="base_schedule", node=ScheduleConfig)
-    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    # The schemas live in a group of their own, so the user-facing groups list options only.
+    cs.store(group="schema", name="data", node=DataConfig)
+    cs.store(group="schema", name="optimizer", node=OptimizerConfig)
+    cs.store(group="schema", name="schedule", node=ScheduleConfig)
+    cs.store(group="schema", name="trainer", node=TrainerConfig)

@@ -67,7 +67,9 @@ class CNN(nn.Module):
         2-D) or a list with one kernel per layer.
       strides: an int for all layers or one int per layer (same on every axis).
       padding: ``"SAME"``, ``"VALID"``, an int... for all layers.
-      pool: ``"max"``, ``"avg"`` or ``"none"`` after every ``pool_every`` layers.
+      pool: ``"max"``, ``"avg"`` or ``"none"`` after every ``pool_every`` layers; a pool
+        is skipped where the map is already smaller than its window on some axis, so
+        deep stacks still fit small inputs.
       norm: ``"batch"``, ``"layer"``, ``"group"`` or ``"none"``.
       head: ``"global_avg"``, ``"global_max"`` or ``"flatten"``, then ``hidden`` dense
         layers and the classifier.

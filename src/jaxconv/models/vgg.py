@@ -10,9 +10,14 @@ import jax.numpy as jnp
 from jaxconv import nn as jnn
 from jaxconv.models._blocks import activation, normalize
 
+HEADS = ("global_avg", "flatten")
+
 
 class VGG(nn.Module):
     """``stages[i]`` conv layers of ``widths[i]`` channels, then a 2x max pool, per stage.
+
+    A stage whose map is already smaller than 2 on some axis skips its pool, so deep
+    configurations still fit small inputs. ``head``: ``"global_avg"`` or ``"flatten"``.
 
     ``VGG(widths=(32, 64, 128), stages=(2, 2, 2))`` is the VGG-6 of the speed benchmarks;
     ``VGG(widths=(64, 128, 256, 512, 512), stages=(2, 2, 3, 3, 3))`` is VGG-16's body.
@@ -30,6 +35,8 @@ class VGG(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        if self.head not in HEADS:
+            raise ValueError(f"`head` (={self.head!r}) must be one of {HEADS}")
         if len(self.widths) != len(self.stages):
             raise ValueError(f"`widths` ({len(self.widths)}) and `stages` ({len(self.stages)}) must have the same length")
         act = activation(self.activation)

@@ -33,7 +33,7 @@ from jax import lax
 
 from jaxconv.ops import _validate as V
 from jaxconv.ops._types import IntOrInts
-from jaxconv.ops.backends import BACKENDS, POOLS_BY_CONVOLUTION, check_backend
+from jaxconv.ops.backends import BACKENDS, POOLS_BY_CONVOLUTION, check_backend, platform_of
 from jaxconv.ops.backends.geometry import tap_slices
 
 
@@ -104,11 +104,9 @@ def _sum_by_convolution(x, g: _Geometry, backend: str):
     )
 
 
-def _auto(kind: str, g: _Geometry) -> str:
-    import jax
-
+def _auto(kind: str, g: _Geometry, platform: str) -> str:
     disjoint = all(s >= (k - 1) * d + 1 for s, k, d in zip(g.strides, g.window, g.dilation))
-    if kind == "max" and disjoint and jax.default_backend() == "cpu":
+    if kind == "max" and disjoint and platform == "cpu":
         return "window"
     return "lax"
 
@@ -122,7 +120,7 @@ def _reduce(x, kind: str, g: _Geometry, backend: str):
         init = -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
         op = lax.max
     if backend == "auto":
-        backend = _auto(kind, g)
+        backend = _auto(kind, g, platform_of(x))
     if backend == "lax":
         return _reduce_lax(x, init, op, g)
     if kind == "sum" and backend in POOLS_BY_CONVOLUTION:

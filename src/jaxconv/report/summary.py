@@ -10,6 +10,7 @@ be read counts as corrupt and is named in :attr:`Run.problem`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -34,6 +35,7 @@ class Run:
     result: dict
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # split -> (step, acc)
     problem: str | None = None  # why the job is refused or corrupt, one line
+    config: str = ""  # the settings that vary across the sweep (collect_runs names them)
 
     @property
     def status(self) -> str:
@@ -46,8 +48,6 @@ class Run:
     def settings(self) -> set[str]:
         return {o for o in self.overrides if o.split("=", 1)[0].lstrip("+~") not in IGNORED_KEYS
                 and not o.startswith("hydra.")}
-
-    config: str = ""  # the settings that vary across the sweep; set by collect_runs
 
 
 class CorruptFile(ValueError):
@@ -135,9 +135,8 @@ def collect_runs(sweep_dir: str | Path) -> list[Run]:
 
     runs = [_read_job(job) for job in sorted(dirs, key=natural)]
     common = set.intersection(*(r.settings for r in runs)) if runs else set()
-    for run in runs:
-        run.config = " ".join(sorted(run.settings - common)) or "(all runs alike)"
-    return runs
+    return [dataclasses.replace(run, config=" ".join(sorted(run.settings - common)) or "(all runs alike)")
+            for run in runs]
 
 
 def common_settings(runs: list[Run]) -> list[str]:

@@ -80,12 +80,16 @@ class ConvProblem:
 
 
 def platform_of(*arrays: Any) -> str:
-    """The platform the arrays live on; JAX's default one for traced or host arrays."""
+    """The platform the arrays live on; for traced or host arrays, the default device's
+    (``jax.default_device``, else JAX's default backend), where they will run."""
     for a in arrays:
         try:
             return next(iter(a.devices())).platform
         except (AttributeError, TypeError, StopIteration, RuntimeError, jax.errors.ConcretizationTypeError):
             continue
+    device = jax.config.jax_default_device
+    if device is not None:
+        return device if isinstance(device, str) else device.platform
     return jax.default_backend()
 
 

@@ -180,7 +180,7 @@ def _unstack(x, axis: int = 0) -> list:
     return [part.squeeze(axis) for part in lax.split(x, [1] * x.shape[axis], axis=axis)]
 
 
-def _transform_tiles(v, m, taps, tiles, samples, staged=False):
+def _transform_tiles(v, m, taps, samples, staged=False):
     """Input transform, (a_1, ..., a_n, N, t_1, ..., t_n, C): per axis ``i``, the list of
     ``a`` arrays ``samples(v, axis, i, a)`` (item ``j``: sample ``j`` of every tile along
     ``axis``) combined with ``B^T``; the new transform axis goes in front. ``staged``
@@ -219,7 +219,7 @@ def _padded_tiles(x, pads, m, taps, tiles):
         blocks = t + -(-(r - 1) // mi)  # the tiles plus the overlap of the last one
         config.append((lo, mi * blocks - size - lo, 0))
     v = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])
-    return _transform_tiles(v, m, taps, tiles, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a),
+    return _transform_tiles(v, m, taps, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a),
                             staged=True)
 
 
@@ -242,7 +242,7 @@ def _sliced_tiles(x, pads, m, taps, tiles):
     """:func:`_padded_tiles` without the padded copy: each slice pads itself, so XLA
     fuses the padding (and whatever elementwise op made ``x``) into the transform."""
     return _transform_tiles(
-        x, m, taps, tiles,
+        x, m, taps,
         lambda v, axis, i, a: [_tile_samples(v, axis, pads[i][0], tiles[i], m[i], j) for j in range(a)])
 
 
