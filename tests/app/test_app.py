@@ -198,7 +198,8 @@ def test_help_names_the_app_and_lists_only_options(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("jaxconv-train: train, evaluate, checkpoint and plot")
     assert "powered by Hydra" not in proc.stdout and "base_" not in proc.stdout
-    groups = dict(line.split(": ", 1) for line in proc.stdout.splitlines()
-                  if line.split(":")[0] in ("data", "model", "optimizer", "schedule", "trainer", "experiment"))
-    for group, listed in groups.items():
-        assert listed.split(", ") == options(group), group
+    listing = proc.stdout.split("== Config groups: group=option ==")[1].split("== Config (")[0]
+    groups = dict(line.split(": ", 1) for line in listing.strip().splitlines())
+    assert groups["schema"] == "data, optimizer, schedule, trainer"
+    for group in ("data", "model", "optimizer", "schedule", "trainer", "experiment"):
+        assert groups[group].split(", ") == options(group), group
