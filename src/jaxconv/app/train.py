@@ -135,10 +135,9 @@ def _prepare(cfg: DictConfig):
     """Load the data, build the model and the optimizer: every check that needs them, and
     nothing written."""
     from jaxconv.data import load_dataset
-    from jaxconv.data.batching import steps_per_epoch
-    from jaxconv.train import make_optimizer, make_schedule
+    from jaxconv.train import make_optimizer, make_schedule, total_steps
 
-    d, t, s, o = cfg.data, cfg.trainer, cfg.schedule, cfg.optimizer
+    d, s, o = cfg.data, cfg.schedule, cfg.optimizer
     dataset = load_dataset(
         d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, split_seed=cfg.seed,
         limit_train=d.limit_train, download=d.download, **OmegaConf.to_container(d.options, resolve=True),
@@ -146,11 +145,22 @@ def _prepare(cfg: DictConfig):
     check_against_data(cfg, dataset)
     model = build_model(cfg, dataset.num_classes)
     check_model_fits(model, dataset.x_train)
-    total = t.max_steps or t.epochs * steps_per_epoch(len(dataset.x_train), t.batch_size)
+    total = total_steps(len(dataset.x_train), fit_options(cfg))
     schedule = make_schedule(s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction)
     tx = make_optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
                         clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)
     return dataset, model, tx
+
+
+def fit_options(cfg: DictConfig):
+    """The :class:`~jaxconv.train.FitOptions` of a config."""
+    from jaxconv.train import FitOptions
+
+    t, d = cfg.trainer, cfg.data
+    return FitOptions(epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size, eval_every=t.eval_every,
+                      seed=cfg.seed, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+                      resume=t.resume, progress=t.progress, augment_shift=d.augment_shift,
+                      augment_flip=d.augment_flip, label_smoothing=t.label_smoothing)
 
 
 def task_config(cfg: DictConfig) -> dict:
@@ -212,13 +222,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
             print(dataset.summary(), flush=True)
 
         try:
-            state, history = fit(
-                model, dataset, tx, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
-                eval_every=t.eval_every, seed=cfg.seed, run_dir=run_dir, checkpoint_every=t.checkpoint_every,
-                keep_checkpoints=t.keep_checkpoints, resume=t.resume, progress=t.progress,
-                augment_shift=d.augment_shift, augment_flip=d.augment_flip, label_smoothing=t.label_smoothing,
-                should_stop=stop, on_start=accept,
-            )
+            state, history = fit(model, dataset, tx, fit_options(cfg), run_dir=run_dir, should_stop=stop,
+                                 on_start=accept)
             if stop():
                 raise Interrupted(stop(), int(state.step), saved=True)
             _finish(cfg, run_dir, model, dataset, state, history, result)

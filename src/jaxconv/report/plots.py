@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -10,24 +9,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def _rows(metrics_csv: Path) -> list[dict]:
-    with open(metrics_csv, newline="") as handle:
-        return list(csv.DictReader(handle))
+from jaxconv.report.metrics import read_metrics  # noqa: E402
 
 
 def plot_learning_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """``learning_curves.png``: loss and accuracy per split against step, from metrics.csv."""
     run_dir = Path(run_dir)
-    rows = _rows(run_dir / "metrics.csv")
+    rows = read_metrics(run_dir / "metrics.csv")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     for split, style in (("train", "-"), ("val", "--"), ("test", "o")):
         part = [r for r in rows if r["split"] == split]
         if not part:
             continue
-        steps = [int(r["step"]) for r in part]
-        ax_loss.plot(steps, [float(r["loss"]) for r in part], style, label=split)
-        ax_acc.plot(steps, [float(r["accuracy"]) for r in part], style, label=split)
+        steps = [r["step"] for r in part]
+        ax_loss.plot(steps, [r["loss"] for r in part], style, label=split)
+        ax_acc.plot(steps, [r["accuracy"] for r in part], style, label=split)
     ax_loss.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
     ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):

@@ -20,6 +20,8 @@ from pathlib import Path
 import matplotlib
 import yaml
 
+from jaxconv.report.metrics import read_metrics
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -59,21 +61,10 @@ def _curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     if not metrics_csv.exists():
         return {}
     try:
-        with open(metrics_csv, newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"step", "split", "accuracy"} - set(reader.fieldnames or ())
-            if missing:
-                raise ValueError(f"no column {', '.join(sorted(missing))}")
-            rows = [(reader.line_num, r) for r in reader]
-        curves: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
-        for line, r in rows:
-            if r["split"] not in ("train", "val", "test") or None in r or None in r.values():
-                raise ValueError(f"line {line} is not a metrics row")
-            if r["split"] in curves:
-                curves[r["split"]].append((int(r["step"]), float(r["accuracy"])))
-        return curves
+        rows = read_metrics(metrics_csv)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
         raise CorruptFile(f"{metrics_csv} is corrupt ({err})") from err
+    return {split: [(r["step"], r["accuracy"]) for r in rows if r["split"] == split] for split in ("train", "val")}
 
 
 def _json_object(path: Path) -> dict | None:

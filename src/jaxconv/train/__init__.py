@@ -4,10 +4,12 @@ from jaxconv.train.checkpoint import CheckpointError as CheckpointError
 from jaxconv.train.checkpoint import Checkpoints as Checkpoints
 from jaxconv.train.host_memory import reuse_host_memory as reuse_host_memory
 from jaxconv.train.loop import Diverged as Diverged
+from jaxconv.train.loop import FitOptions as FitOptions
 from jaxconv.train.loop import History as History
 from jaxconv.train.loop import evaluate as evaluate
 from jaxconv.train.loop import fit as fit
 from jaxconv.train.loop import read_metrics as read_metrics
+from jaxconv.train.loop import total_steps as total_steps
 from jaxconv.train.optim import make_optimizer as make_optimizer
 from jaxconv.train.optim import make_schedule as make_schedule
 from jaxconv.train.signals import Interrupted as Interrupted

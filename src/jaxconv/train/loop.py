@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import sys
 import time
@@ -19,11 +18,10 @@ from tqdm.auto import tqdm
 
 from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
 from jaxconv.data.batching import eval_batches
+from jaxconv.report.metrics import METRICS_FIELDS, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.signals import Interrupted
 from jaxconv.train.state import TrainState, create_state, eval_step, make_train_step
-
-METRICS_FIELDS = ("step", "epoch", "split", "loss", "accuracy", "images_per_s")
 
 
 @dataclasses.dataclass
@@ -55,32 +53,11 @@ def evaluate(state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 
     return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
 
 
-def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in METRICS_FIELDS})
-    tmp.replace(path)
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in ("step", "epoch"):
-            row[key] = int(float(row[key]))
-        for key in ("loss", "accuracy", "images_per_s"):
-            row[key] = float(row[key]) if row[key] not in ("", None) else float("nan")
-    return rows
-
-
 class Diverged(RuntimeError):
     """Training produced a non-finite loss or non-finite parameters."""
 
 
-class _Window:
+class _MetricsBuffer:
     """Per-step training metrics since the last evaluation, in a fixed-size buffer that
     is checkpointed with the state: a resumed run averages exactly what an uninterrupted
     one would. It also remembers the first step whose loss was not finite."""
@@ -148,13 +125,13 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _save(ckpt: Checkpoints, state: TrainState, window: _Window, metric: float | None) -> None:
+def _save(ckpt: Checkpoints, state: TrainState, buffer: _MetricsBuffer, metric: float | None) -> None:
     """Checkpoint ``state`` unless training has diverged: a saved step is always finite."""
-    window.check_finite(ckpt.latest_step())
+    buffer.check_finite(ckpt.latest_step())
     if not bool(_all_finite((state.params, state.batch_stats))):
         raise Diverged(f"non-finite parameters after training step {int(state.step)} "
                        f"(non-finite loss or gradient); last finite checkpoint: step {ckpt.latest_step()}")
-    ckpt.save(state, metric=metric, extras=window.extras())
+    ckpt.save(state, metric=metric, extras=buffer.extras())
 
 
 def refuse_to_overwrite(run_dir: Path) -> None:
@@ -167,26 +144,54 @@ def refuse_to_overwrite(run_dir: Path) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` trains (every field is also a keyword argument of :func:`fit`).
+
+    Attributes:
+      epochs: passes over the training set; ``max_steps`` wins when given.
+      max_steps: total optimizer steps.
+      batch_size: examples per step (the last partial batch of an epoch is dropped).
+      eval_every: steps between validation passes (default: once per epoch).
+      seed: parameters, dropout, data order and augmentation all follow from it.
+      checkpoint_every: steps between checkpoints (default: at evals and at the end).
+      keep_checkpoints: how many of the latest checkpoints stay on disk.
+      resume: continue from the latest checkpoint in ``run_dir``.
+      progress: a tqdm bar (only when stderr is a terminal).
+      augment_shift, augment_flip: random translation by up to ``augment_shift``
+        samples per axis; horizontal flips (images only).
+      label_smoothing: of the cross-entropy targets.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 128
+    eval_every: int | None = None
+    seed: int = 0
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 3
+    resume: bool = False
+    progress: bool = True
+    augment_shift: int = 0
+    augment_flip: bool = False
+    label_smoothing: float = 0.0
+
+
+def total_steps(n_train: int, options: FitOptions) -> int:
+    """The steps a run takes: ``max_steps``, else ``epochs`` passes of full batches."""
+    return options.max_steps if options.max_steps else options.epochs * steps_per_epoch(n_train, options.batch_size)
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
     optimizer: optax.GradientTransformation,
+    options: FitOptions | None = None,
     *,
-    epochs: int = 10,
-    max_steps: int | None = None,
-    batch_size: int = 128,
-    eval_every: int | None = None,
-    seed: int = 0,
     run_dir: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 3,
-    resume: bool = False,
-    progress: bool = True,
-    augment_shift: int = 0,
-    augment_flip: bool = False,
-    label_smoothing: float = 0.0,
     should_stop: Callable[[], int | None] | None = None,
     on_start: Callable[[], None] | None = None,
+    **option_values: Any,
 ) -> tuple[TrainState, History]:
     """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
 
@@ -197,98 +202,129 @@ def fit(
       model: a flax Module called as ``model(x, train=...)``.
       data: a :class:`jaxconv.data.Dataset`.
       optimizer: an Optax transformation (see :func:`jaxconv.train.make_optimizer`).
-      epochs: passes over the training set; ``max_steps`` wins when given.
-      batch_size: examples per step (the last partial batch of an epoch is dropped).
-      eval_every: steps between validation passes (default: once per epoch).
+      options: a :class:`FitOptions`; its fields may also be given as keywords
+        (``fit(model, data, opt, max_steps=100, batch_size=64)``), which win.
       run_dir: where ``metrics.csv`` and ``checkpoints/`` go (nothing written if None).
-      checkpoint_every: steps between checkpoints (default: at evals and at the end).
-      resume: continue from the latest checkpoint in ``run_dir``.
-      progress: a tqdm bar (only when stderr is a terminal).
-      augment_shift, augment_flip: random translation by up to ``augment_shift``
-        samples per axis; horizontal flips (images only).
+      should_stop: polled between steps; when it returns a signal number, the state is
+        checkpointed (with ``run_dir``) and :class:`~jaxconv.train.Interrupted` raised
+        (see :func:`~jaxconv.train.stop_on_signals`).
+      on_start: called once the state is ready (restored on resume) and before the
+        first step: a caller that writes files of its own waits for it, so a resume
+        refused by its checkpoints writes nothing.
 
     Returns:
       The final state and the :class:`History` of evaluations.
+
+    Raises:
+      Diverged: a training loss or a parameter became NaN or infinite. Nothing
+        non-finite is ever checkpointed, so the last checkpoint is the last finite state.
     """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` (={batch_size}) must be >= 1")
-    n = len(data.x_train)
-    per_epoch = steps_per_epoch(n, batch_size)
-    total = max_steps if max_steps else epochs * per_epoch
+    o = dataclasses.replace(options or FitOptions(), **option_values)
+    if o.batch_size < 1:
+        raise ValueError(f"`batch_size` (={o.batch_size}) must be >= 1")
+    total = total_steps(len(data.x_train), o)
     if total < 1:
-        raise ValueError(f"training must take at least one step (epochs={epochs}, max_steps={max_steps})")
-    eval_every = eval_every or per_epoch
-    if run_dir is not None and not resume:
+        raise ValueError(f"training must take at least one step (epochs={o.epochs}, max_steps={o.max_steps})")
+    if run_dir is not None and not o.resume:
         refuse_to_overwrite(Path(run_dir))
-    state = create_state(model, data.x_train, optimizer, seed)
-    history = History()
     run_dir = Path(run_dir) if run_dir is not None else None
-    ckpt = Checkpoints(run_dir, keep_checkpoints) if run_dir is not None else None
-    window = _Window(eval_every)
-    if resume and ckpt is not None and ckpt.latest_step() is not None:
-        state, extras = ckpt.restore(state)
-        window.load(extras)
-        metrics_path = run_dir / "metrics.csv"
-        if metrics_path.exists():
-            history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
-        best = [r["accuracy"] for r in history.split("val")]
-        ckpt.best_metric = max(best) if best else -np.inf
+    ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
+    buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
+    state, history = _restore(create_state(model, data.x_train, optimizer, o.seed), ckpt, buffer, o.resume)
     if should_stop is not None and should_stop():  # asked to stop before anything was written
         raise Interrupted(should_stop(), None, False)
     if on_start is not None:
         on_start()
-    train_step = make_train_step(label_smoothing)
-    start = int(state.step)
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True, desc=data.name)
-    clock = time.perf_counter()
+    loop = _Loop(data, o, total, buffer, ckpt, history, run_dir, make_train_step(o.label_smoothing), int(state.step))
     try:
-        for step in range(start, total):
+        for step in range(int(state.step), total):
             if should_stop is not None and should_stop():
-                _stop(should_stop(), state, window, ckpt)
-            epoch, in_epoch = divmod(step, per_epoch)
-            idx = batch_indices(n, batch_size, seed, epoch, in_epoch)
-            xb = augment(data.x_train[idx], shift=augment_shift, flip=augment_flip, seed=seed, step=step)
-            state, metrics = train_step(state, jnp.asarray(xb), jnp.asarray(data.y_train[idx]))
-            done = step + 1
-            window.add(metrics, len(idx), done)
-            if done % 25 == 0 or done == total:
-                loss = float(metrics["loss"])  # the step's result is needed here anyway
-                if not np.isfinite(loss):
-                    window.check_finite(ckpt.latest_step() if ckpt else None)
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}",
-                                img_s=f"{window.images / max(time.perf_counter() - clock, 1e-9):.0f}")
-            bar.update(1)
-            at_eval = done % eval_every == 0 or done == total
-            at_checkpoint = checkpoint_every is None and at_eval or bool(checkpoint_every) and done % checkpoint_every == 0
-            if at_eval:
-                window.check_finite(ckpt.latest_step() if ckpt else None)
-                seconds = time.perf_counter() - clock
-                loss, accuracy = window.means()
-                history.add(step=done, epoch=done // per_epoch, split="train", loss=loss, accuracy=accuracy,
-                            images_per_s=window.images / seconds if seconds > 0 else float("nan"))
-                val = evaluate(state, data.x_val, data.y_val) if len(data.x_val) else None
-                if val is not None:
-                    history.add(step=done, epoch=done // per_epoch, split="val", images_per_s="", **val)
-                window.reset()
-                clock = time.perf_counter()
-                if ckpt is not None:
-                    write_metrics(run_dir / "metrics.csv", history.rows)
-            if ckpt is not None and (at_checkpoint or done == total):
-                val_row = history.last("val")
-                metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
-                _save(ckpt, state, window, metric)
-        window.check_finite(ckpt.latest_step() if ckpt else None)
+                _stop(should_stop(), state, buffer, ckpt)
+            state = loop.step(state, step)
+        buffer.check_finite(ckpt.latest_step() if ckpt else None)
     finally:
-        bar.close()
+        loop.bar.close()
         if ckpt is not None:
             ckpt.close()
     return state, history
 
 
-def _stop(signum: int, state: TrainState, window: _Window, ckpt: Checkpoints | None):
+def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool):
+    """The state to start from (the newest usable checkpoint on resume) and the history
+    of evaluations up to it."""
+    history = History()
+    if not (resume and ckpt is not None and ckpt.latest_step() is not None):
+        return state, history
+    state, extras = ckpt.restore(state)
+    buffer.load(extras)
+    metrics_path = ckpt.base.parent / "metrics.csv"
+    if metrics_path.exists():
+        history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
+    best = [r["accuracy"] for r in history.split("val")]
+    ckpt.best_metric = max(best) if best else -np.inf
+    return state, history
+
+
+class _Loop:
+    """One training step after another: the batch, the step, the progress bar, the
+    divergence check, the evaluations and the checkpoints."""
+
+    def __init__(self, data, options, total, buffer, ckpt, history, run_dir, train_step, start):
+        self.data, self.o, self.total, self.buffer = data, options, total, buffer
+        self.ckpt, self.history, self.run_dir, self.train_step = ckpt, history, run_dir, train_step
+        self.per_epoch = steps_per_epoch(len(data.x_train), options.batch_size)
+        self.eval_every = options.eval_every or self.per_epoch
+        show = options.progress and sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True, desc=data.name)
+        self.clock = time.perf_counter()
+
+    def step(self, state: TrainState, step: int) -> TrainState:
+        o, n = self.o, len(self.data.x_train)
+        epoch, in_epoch = divmod(step, self.per_epoch)
+        idx = batch_indices(n, o.batch_size, o.seed, epoch, in_epoch)
+        xb = augment(self.data.x_train[idx], shift=o.augment_shift, flip=o.augment_flip, seed=o.seed, step=step)
+        state, metrics = self.train_step(state, jnp.asarray(xb), jnp.asarray(self.data.y_train[idx]))
+        done = step + 1
+        self.buffer.add(metrics, len(idx), done)
+        if done % 25 == 0 or done == self.total:
+            self._show(metrics)
+        self.bar.update(1)
+        at_eval = done % self.eval_every == 0 or done == self.total
+        if at_eval:
+            self._evaluate(state, done)
+        every = o.checkpoint_every
+        if self.ckpt is not None and ((every is None and at_eval) or (every and done % every == 0) or done == self.total):
+            val_row = self.history.last("val")
+            metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
+            _save(self.ckpt, state, self.buffer, metric)
+        return state
+
+    def _show(self, metrics) -> None:
+        loss = float(metrics["loss"])  # the step's result is needed here anyway
+        if not np.isfinite(loss):
+            self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
+        rate = self.buffer.images / max(time.perf_counter() - self.clock, 1e-9)
+        self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", img_s=f"{rate:.0f}")
+
+    def _evaluate(self, state: TrainState, done: int) -> None:
+        self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
+        seconds = time.perf_counter() - self.clock
+        loss, accuracy = self.buffer.means()
+        epoch = done // self.per_epoch
+        self.history.add(step=done, epoch=epoch, split="train", loss=loss, accuracy=accuracy,
+                         images_per_s=self.buffer.images / seconds if seconds > 0 else float("nan"))
+        if len(self.data.x_val):
+            val = evaluate(state, self.data.x_val, self.data.y_val)
+            self.history.add(step=done, epoch=epoch, split="val", images_per_s="", **val)
+        self.buffer.reset()
+        self.clock = time.perf_counter()
+        if self.ckpt is not None:
+            write_metrics(self.run_dir / "metrics.csv", self.history.rows)
+
+
+def _stop(signum: int, state: TrainState, buffer: _MetricsBuffer, ckpt: Checkpoints | None):
     """Checkpoint the whole state between two steps, then raise :class:`Interrupted`."""
     step = int(state.step)
     if ckpt is not None and step > 0 and ckpt.latest_step() != step:
-        _save(ckpt, state, window, None)
+        _save(ckpt, state, buffer, None)
     raise Interrupted(signum, step, ckpt is not None and step > 0 and ckpt.latest_step() == step)
