@@ -76,6 +76,29 @@ def check_fits(padded: Sequence[int], eff_kernel: Sequence[int]) -> None:
             )
 
 
+def _transpose_pads(padding, output_padding, in_sizes, ksize, strides, dil) -> V.Pads:
+    """The forward core's zero padding of a transposed convolution: the effective kernel
+    minus PyTorch's ``padding`` on each side, plus ``output_padding`` high; checked."""
+    n = len(ksize)
+    pads = V.explicit_pads(padding, n)
+    opad = V.ntuple(output_padding, n, "output_padding", minimum=0)
+    for axis, (o, s, d) in enumerate(zip(opad, strides, dil)):
+        if o >= max(s, d):
+            raise ValueError(
+                f"`output_padding` (={o}) on spatial axis {axis} must be smaller than "
+                f"either `stride` (={s}) or `dilation` (={d})"
+            )
+    eff = V.effective_kernel(ksize, dil)
+    core_pads = tuple((e - 1 - lo, e - 1 - hi + o) for e, (lo, hi), o in zip(eff, pads, opad))
+    out = [(size - 1) * s + e + lo + hi - 2 * (e - 1) for size, s, e, (lo, hi) in zip(in_sizes, strides, eff, core_pads)]
+    if any(o < 1 for o in out) or 0 in in_sizes:
+        raise ValueError(
+            f"`padding` (={padding!r}) leaves an empty output {tuple(out)} for input "
+            f"spatial size {tuple(in_sizes)}"
+        )
+    return core_pads
+
+
 def _nonempty_or_lax(name: str, x: jnp.ndarray, kernel: jnp.ndarray) -> str:
     """An empty batch or zero channels leave nothing to compute: ``lax`` returns the empty
     (or, for zero input channels, all-zero) result of the right shape, which the tiled and
@@ -221,29 +244,9 @@ def conv_transpose(
     groups = check_int_groups(groups)
     if cin % groups:
         raise ValueError(f"`groups` (={groups}) must divide in_channels (={cin})")
-    pads = V.explicit_pads(padding, n)
-    opad = V.ntuple(output_padding, n, "output_padding", minimum=0)
     backend = check_backend(backend)
-    for axis, (o, s, d) in enumerate(zip(opad, strides, dil)):
-        if o >= max(s, d):
-            raise ValueError(
-                f"`output_padding` (={o}) on spatial axis {axis} must be smaller than "
-                f"either `stride` (={s}) or `dilation` (={d})"
-            )
     ksize = kernel.shape[:n]
-    eff = V.effective_kernel(ksize, dil)
-    core_pads = tuple(
-        (e - 1 - lo, e - 1 - hi + o) for e, (lo, hi), o in zip(eff, pads, opad)
-    )
-    out = [
-        (size - 1) * s + e + lo + hi - 2 * (e - 1)
-        for size, s, e, (lo, hi) in zip(y.shape[1:-1], strides, eff, core_pads)
-    ]
-    if any(o < 1 for o in out) or 0 in y.shape[1:-1]:
-        raise ValueError(
-            f"`padding` (={padding!r}) leaves an empty output {tuple(out)} for input "
-            f"spatial size {tuple(y.shape[1:-1])}"
-        )
+    core_pads = _transpose_pads(padding, output_padding, y.shape[1:-1], ksize, strides, dil)
     # The adjoint as a forward conv: flip the taps, swap in/out channels per group,
     # dilate the input by the stride, and pad the effective kernel minus `padding`.
     k = jnp.flip(kernel, axis=tuple(range(n)))
