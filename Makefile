@@ -19,6 +19,7 @@ run: $(STAMP)
 
 ## test: the whole suite, slow property runs included (what CI runs)
 test: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
@@ -27,6 +28,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)

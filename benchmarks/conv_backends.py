@@ -43,15 +43,35 @@ def layers(quick: bool):
     return [
         # name, x shape, kernel shape, conv kwargs
         ("2-D 3x3 64->64, 32x32", (b, 32, 32, 64), (3, 3, 64, 64), dict(padding="SAME")),
-        ("2-D 3x3 32->64, 26x26 valid (MNIST net)", (b, 26, 26, 32), (3, 3, 32, 64), dict(padding="VALID")),
+        (
+            "2-D 3x3 32->64, 26x26 valid (MNIST net)",
+            (b, 26, 26, 32),
+            (3, 3, 32, 64),
+            dict(padding="VALID"),
+        ),
         ("2-D 3x3 32->32, 32x32 (VGG-6)", (b, 32, 32, 32), (3, 3, 32, 32), dict(padding="SAME")),
         ("2-D 3x3 64->128, 8x8 (VGG-6)", (b, 8, 8, 64), (3, 3, 64, 128), dict(padding="SAME")),
         ("2-D 3x3 128->128, 8x8 (VGG-6)", (b, 8, 8, 128), (3, 3, 128, 128), dict(padding="SAME")),
-        ("2-D 3x3 16->16, 32x32 (ResNet-20)", (b, 32, 32, 16), (3, 3, 16, 16), dict(padding="SAME")),
+        (
+            "2-D 3x3 16->16, 32x32 (ResNet-20)",
+            (b, 32, 32, 16),
+            (3, 3, 16, 16),
+            dict(padding="SAME"),
+        ),
         ("2-D 5x5 64->64, 16x16", (b, 16, 16, 64), (5, 5, 64, 64), dict(padding="SAME")),
         ("2-D 3x3 3->32, 32x32 (RGB input)", (b, 32, 32, 3), (3, 3, 3, 32), dict(padding="SAME")),
-        ("2-D 3x3 32->64 stride 2", (b, 32, 32, 32), (3, 3, 32, 64), dict(padding="SAME", stride=2)),
-        ("2-D depthwise 3x3, 64 ch", (b, 32, 32, 64), (3, 3, 1, 64), dict(padding="SAME", groups=64)),
+        (
+            "2-D 3x3 32->64 stride 2",
+            (b, 32, 32, 32),
+            (3, 3, 32, 64),
+            dict(padding="SAME", stride=2),
+        ),
+        (
+            "2-D depthwise 3x3, 64 ch",
+            (b, 32, 32, 64),
+            (3, 3, 1, 64),
+            dict(padding="SAME", groups=64),
+        ),
         ("1-D MNIST-1D layer k5 32->32", (100, 40, 32), (5, 32, 32), dict(padding=2)),
         ("1-D signal, 16 taps", (16, 8192, 1), (16, 1, 1), dict(padding="SAME")),
         ("1-D signal, 64 taps", (16, 8192, 1), (64, 1, 1), dict(padding="SAME")),
@@ -81,7 +101,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="batch 8 instead of 64")
     parser.add_argument("--host-memory", choices=("reuse", "default"), default="reuse")
@@ -89,14 +111,24 @@ def main() -> None:
     reused = args.host_memory == "reuse" and reuse_host_memory()
 
     peak = matmul_gflops()
-    print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
-          f"jax {jax.__version__}; matmul 2048^2: {peak:.1f} GFLOP/s; median of {args.repeats}; "
-          f"host memory {'reused' if reused else 'glibc default'}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
+        f"jax {jax.__version__}; matmul 2048^2: {peak:.1f} GFLOP/s; median of {args.repeats}; "
+        f"host memory {'reused' if reused else 'glibc default'}"
+    )
     print()
     others = BACKENDS[1:]
-    head = ["layer", "auto picks", "fwd lax ms", *(f"fwd {b} / lax" for b in others), "fwd+bwd lax ms",
-            *(f"f+b {b} / lax" for b in others), "best fwd GFLOP/s, direct-equivalent (% of matmul)",
-            "f+b window / best", "f+b direct floor / best"]
+    head = [
+        "layer",
+        "auto picks",
+        "fwd lax ms",
+        *(f"fwd {b} / lax" for b in others),
+        "fwd+bwd lax ms",
+        *(f"f+b {b} / lax" for b in others),
+        "best fwd GFLOP/s, direct-equivalent (% of matmul)",
+        "f+b window / best",
+        "f+b direct floor / best",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     rng = np.random.default_rng(0)
@@ -105,6 +137,7 @@ def main() -> None:
         k = jnp.asarray(rng.normal(size=ks), jnp.float32)
         fwd, both = {}, {}
         for b in BACKENDS:
+
             def f(x, k, b=b):
                 return jaxconv.conv(x, k, backend=b, **kw)
 
@@ -130,9 +163,19 @@ def main() -> None:
         out_shape = fwd["lax"][0](x, k).shape
         gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
         n = len(ks) - 2
-        picks = select_backend(ConvProblem(ks[:n], ks[-2], ks[-1], kw.get("groups", 1),
-                                           ntuple(kw.get("stride", 1), n, "stride"), batch=xs[0],
-                                           spatial=xs[1:-1], dtype=x.dtype, platform=platform_of(x)))
+        picks = select_backend(
+            ConvProblem(
+                ks[:n],
+                ks[-2],
+                ks[-1],
+                kw.get("groups", 1),
+                ntuple(kw.get("stride", 1), n, "stride"),
+                batch=xs[0],
+                spatial=xs[1:-1],
+                dtype=x.dtype,
+                platform=platform_of(x),
+            )
+        )
         cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
         cells += [f"{paired(fwd, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{med_b['lax'] * 1e3:.1f}"]

@@ -84,7 +84,13 @@ class ResNet20(_Net):
         for stage, width in enumerate((16, 32, 64)):
             for block in range(3):
                 stride = 2 if stage > 0 and block == 0 else 1
-                y = fnn.relu(bn()(self.conv(width, (3, 3), strides=(stride, stride), padding="SAME", use_bias=False)(x)))
+                y = fnn.relu(
+                    bn()(
+                        self.conv(
+                            width, (3, 3), strides=(stride, stride), padding="SAME", use_bias=False
+                        )(x)
+                    )
+                )
                 y = bn()(self.conv(width, (3, 3), padding="SAME", use_bias=False)(y))
                 if stride != 1 or x.shape[-1] != width:
                     x = bn()(self.conv(width, (1, 1), strides=(stride, stride), use_bias=False)(x))
@@ -109,7 +115,9 @@ def jax_step(net_cls, conv, pool, x, y):
 
     def loss_fn(params, stats):
         if stats:
-            logits, new = model.apply({"params": params, "batch_stats": stats}, x, mutable=["batch_stats"])
+            logits, new = model.apply(
+                {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+            )
             stats = new["batch_stats"]
         else:
             logits = model.apply({"params": params}, x)
@@ -148,19 +156,42 @@ def torch_step(name, batch, shape):
     torch.set_num_threads(2)
     torch.manual_seed(0)
     if name == "mnist1d":
-        net = nn.Sequential(nn.Conv1d(1, 25, 5, 2, 1), nn.ReLU(), nn.Conv1d(25, 25, 3, 2, 1), nn.ReLU(),
-                            nn.Conv1d(25, 25, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(125, 10))
+        net = nn.Sequential(
+            nn.Conv1d(1, 25, 5, 2, 1),
+            nn.ReLU(),
+            nn.Conv1d(25, 25, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv1d(25, 25, 3, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(125, 10),
+        )
     elif name == "mnist":
-        net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                            nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(9216, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
     elif name == "vgg6":
         layers, cin = [], 3
         for width in (32, 64, 128):
-            layers += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(cin, width, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             cin = width
         net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(2048, 10))
     else:
+
         class Block(nn.Module):
             def __init__(self, cin, cout, stride):
                 super().__init__()
@@ -168,8 +199,11 @@ def torch_step(name, batch, shape):
                 self.b1 = nn.BatchNorm2d(cout)
                 self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
                 self.b2 = nn.BatchNorm2d(cout)
-                self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                              if stride != 1 or cin != cout else nn.Identity())
+                self.short = (
+                    nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                    if stride != 1 or cin != cout
+                    else nn.Identity()
+                )
 
             def forward(self, x):
                 y = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
@@ -180,8 +214,15 @@ def torch_step(name, batch, shape):
             for b in range(3):
                 blocks.append(Block(cin, width, 2 if stage > 0 and b == 0 else 1))
                 cin = width
-        net = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), *blocks,
-                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        net = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            *blocks,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, 10),
+        )
     layout = (batch, shape[-1], *shape[:-1])
     x = torch.randn(layout)
     y = torch.randint(0, 10, (batch,))
@@ -213,12 +254,19 @@ SAMPLE_SECONDS = 0.1
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--host-memory", choices=("reuse", "default"), default="reuse",
-                        help="reuse: jaxconv.train.reuse_host_memory() before the backend starts (as jaxconv-train)")
+    parser.add_argument(
+        "--host-memory",
+        choices=("reuse", "default"),
+        default="reuse",
+        help="reuse: jaxconv.train.reuse_host_memory() before the backend starts "
+        "(as jaxconv-train)",
+    )
     args = parser.parse_args()
     reused = args.host_memory == "reuse" and reuse_host_memory()
     try:
@@ -228,14 +276,23 @@ def main() -> None:
     except ImportError:
         have_torch = False
     backends = args.backends.split(",")
-    print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind}; "
-          f"{'torch ' + torch.__version__ + ' (2 threads)' if have_torch else 'PyTorch not installed'}; "
-          f"median of {args.repeats} samples after warm-up; host memory: "
-          f"{'reused (jaxconv.train.reuse_host_memory)' if reused else 'glibc default'}")
+    print(
+        f"# jax {jax.__version__} on {jax.devices()[0].device_kind}; "
+        f"{f'torch {torch.__version__} (2 threads)' if have_torch else 'PyTorch not installed'}; "
+        f"median of {args.repeats} samples after warm-up; host memory: "
+        f"{'reused (jaxconv.train.reuse_host_memory)' if reused else 'glibc default'}"
+    )
     print()
     head = ["network (batch)", "stock Flax ms"] + [f"jaxconv {b} ms" for b in backends]
-    head += ["PyTorch ms", "auto images/s", "PyTorch images/s", "auto / Flax", "auto / PyTorch", "auto / lax",
-             "scratch MiB auto / Flax"]
+    head += [
+        "PyTorch ms",
+        "auto images/s",
+        "PyTorch images/s",
+        "auto / Flax",
+        "auto / PyTorch",
+        "auto / lax",
+        "scratch MiB auto / Flax",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for name in args.nets.split(","):
@@ -246,7 +303,9 @@ def main() -> None:
         n = len(shape) - 1
         flax_pool = partial(fnn.max_pool, window_shape=(2,) * n, strides=(2,) * n)
         contenders, memory, programs = {}, {}, {}
-        contenders["flax"], memory["flax"], programs["flax"] = jax_step(net_cls, fnn.Conv, flax_pool, x, y)
+        contenders["flax"], memory["flax"], programs["flax"] = jax_step(
+            net_cls, fnn.Conv, flax_pool, x, y
+        )
         for b in backends:
             conv = partial(jnn.Conv, backend=b)
             pool = partial(jaxconv.max_pool, window=2, backend=b)
@@ -266,7 +325,7 @@ def main() -> None:
         keys = list(contenders)
         for r in range(args.repeats):
             # each round starts one contender further on, so none always follows the same one
-            for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
                 times[key].append(timed(contenders[key], sync[key], steps))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
@@ -279,9 +338,15 @@ def main() -> None:
         cells += [f"{med['torch']:.1f}" if have_torch else "-"]
         cells += [f"{batch / med[k] * 1e3:.0f}" if k in med else "-" for k in ("auto", "torch")]
         same = "auto" in programs and programs["auto"] == programs.get("lax")
-        cells += [ratio("auto", "flax"), ratio("auto", "torch"), ratio("auto", "lax") + (" (same program)" if same else "")]
+        cells += [
+            ratio("auto", "flax"),
+            ratio("auto", "torch"),
+            ratio("auto", "lax") + (" (same program)" if same else ""),
+        ]
         mem_auto, mem_flax = memory.get("auto"), memory.get("flax")
-        cells += [f"{mem_auto / 2**20:.0f} / {mem_flax / 2**20:.0f}" if mem_auto and mem_flax else "-"]
+        cells += [
+            f"{mem_auto / 2**20:.0f} / {mem_flax / 2**20:.0f}" if mem_auto and mem_flax else "-"
+        ]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -26,7 +26,10 @@ def main() -> None:
     print(f"convolve({a}, {v}) =", jaxconv.convolve(a, v).tolist())
     image = np.arange(25.0).reshape(5, 5)
     sobel = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])
-    print("correlate(5x5 ramp, 3x3 Sobel, 'valid') =", jaxconv.correlate(image, sobel, "valid").tolist())
+    print(
+        "correlate(5x5 ramp, 3x3 Sobel, 'valid') =",
+        jaxconv.correlate(image, sobel, "valid").tolist(),
+    )
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 32, 32, 32)).astype(np.float32)
@@ -38,7 +41,10 @@ def main() -> None:
         seconds = _time(f, x, k)
         y = np.asarray(f(x, k))
         ref = y if ref is None else ref
-        print(f"  {backend:7s} {seconds * 1e3:7.2f} ms   max |diff| vs lax: {np.abs(y - ref).max():.1e}")
+        print(
+            f"  {backend:7s} {seconds * 1e3:7.2f} ms   max "
+            f"|diff| vs lax: {np.abs(y - ref).max():.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,32 +14,56 @@ import pytest
 
 from jaxconv.app.train import train
 
-TINY = ["experiment=shapes_cnn", "model.channels=[4,8]", "data.options.num_train=96",
-        "data.options.num_test=48", "trainer.batch_size=16", "trainer.plots=false"]
+TINY = [
+    "experiment=shapes_cnn",
+    "model.channels=[4,8]",
+    "data.options.num_train=96",
+    "data.options.num_test=48",
+    "trainer.batch_size=16",
+    "trainer.plots=false",
+]
 
 
 def cli(args, cwd, timeout=600, **kwargs):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "jaxconv", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxconv", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def results(sweep):
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sweep).glob("*/result.json"))}
+    return {
+        p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sweep).glob("*/result.json"))
+    }
 
 
 def without_timing(path):
     with open(path, newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(handle)]
-
+        return [
+            {k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(handle)
+        ]
 
 
 def test_sweep_with_a_failing_job_then_summary_then_rerun_skip(tmp_path):
     sweep = tmp_path / "sweep"
     # 2 configurations x 2 seeds; a 20x20 VALID kernel does not fit the 16x16 shapes, so
     # one configuration fails (before training) for both seeds.
-    args = ["-m", *TINY, "model.kernel_size=[3,3],[20,20]", "model.padding=VALID", "seed=0,1",
-            "trainer.max_steps=12", "trainer.eval_every=6", f"hydra.sweep.dir={sweep}"]
+    args = [
+        "-m",
+        *TINY,
+        "model.kernel_size=[3,3],[20,20]",
+        "model.padding=VALID",
+        "seed=0,1",
+        "trainer.max_steps=12",
+        "trainer.eval_every=6",
+        f"hydra.sweep.dir={sweep}",
+    ]
     proc = cli(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = results(sweep)
@@ -52,8 +76,12 @@ def test_sweep_with_a_failing_job_then_summary_then_rerun_skip(tmp_path):
     for k in ok:
         assert (sweep / k / "metrics.csv").exists() and (sweep / k / "provenance.json").exists()
 
-    summary = subprocess.run([sys.executable, "-m", "jaxconv.app.summarize", str(sweep)],
-                             capture_output=True, text=True, timeout=120)
+    summary = subprocess.run(
+        [sys.executable, "-m", "jaxconv.app.summarize", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert summary.returncode == 0, summary.stderr
     with open(sweep / "summary.csv", newline="") as handle:
         rows = {r["config"]: r for r in csv.DictReader(handle)}
@@ -62,7 +90,9 @@ def test_sweep_with_a_failing_job_then_summary_then_rerun_skip(tmp_path):
     assert (good["ok"], good["failed"], bad["ok"], bad["failed"]) == ("2", "0", "0", "2")
     expected = statistics.fmean(r["test_accuracy"] for r in ok.values())
     assert float(good["test_accuracy_mean"]) == pytest.approx(expected)
-    assert float(good["test_accuracy_std"]) == pytest.approx(statistics.stdev(r["test_accuracy"] for r in ok.values()))
+    assert float(good["test_accuracy_std"]) == pytest.approx(
+        statistics.stdev(r["test_accuracy"] for r in ok.values())
+    )
     assert good["best"] == "True"
     for name in ("summary.md", "summary.png", "curves.png"):
         assert (sweep / name).stat().st_size > 0
@@ -87,8 +117,11 @@ def test_interrupted_sweep_is_summarised(tmp_path):
     done = tmp_path / "1"
     (done / ".hydra").mkdir(parents=True)
     (done / ".hydra" / "overrides.yaml").write_text("- model=logreg\n- seed=0\n")
-    (done / "result.json").write_text(json.dumps({"status": "ok", "seed": 0, "test_accuracy": 0.3,
-                                                   "test_loss": 1.7, "wall_seconds": 5.0}))
+    (done / "result.json").write_text(
+        json.dumps(
+            {"status": "ok", "seed": 0, "test_accuracy": 0.3, "test_loss": 1.7, "wall_seconds": 5.0}
+        )
+    )
     rows, table = summarize(tmp_path)
     by = {r["config"]: r for r in rows}
     assert by["model=mlp"]["interrupted"] == 1 and by["model=logreg"]["ok"] == 1
@@ -97,13 +130,21 @@ def test_interrupted_sweep_is_summarised(tmp_path):
 
 @pytest.mark.parametrize("backend", ["lax", "window", "fft"])
 def test_same_config_and_seed_are_bit_identical(hydra_compose, tmp_path, backend):
-    overrides = [*TINY, "trainer.max_steps=10", "trainer.eval_every=5", "model.dropout=0.2",
-                 f"conv_backend={backend}", "seed=7"]
+    overrides = [
+        *TINY,
+        "trainer.max_steps=10",
+        "trainer.eval_every=5",
+        "model.dropout=0.2",
+        f"conv_backend={backend}",
+        "seed=7",
+    ]
     first = train(hydra_compose(overrides), tmp_path / "a", overrides)
     second = train(hydra_compose(overrides), tmp_path / "b")
     assert first["params_sha256"] == second["params_sha256"]
     assert first["config_sha256"] == second["config_sha256"]
-    assert without_timing(tmp_path / "a" / "metrics.csv") == without_timing(tmp_path / "b" / "metrics.csv")
+    assert without_timing(tmp_path / "a" / "metrics.csv") == without_timing(
+        tmp_path / "b" / "metrics.csv"
+    )
     other = train(hydra_compose([*overrides[:-1], "seed=8"]), tmp_path / "c")
     assert other["params_sha256"] != first["params_sha256"]
     provenance = json.loads((tmp_path / "a" / "provenance.json").read_text())
@@ -115,15 +156,26 @@ def test_same_config_and_seed_are_bit_identical(hydra_compose, tmp_path, backend
 
 
 def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path):
-    common = [*TINY, "trainer.max_steps=300", "trainer.eval_every=50", "trainer.checkpoint_every=20",
-              "model.dropout=0.1", "trainer.progress=false"]
+    common = [
+        *TINY,
+        "trainer.max_steps=300",
+        "trainer.eval_every=50",
+        "trainer.checkpoint_every=20",
+        "model.dropout=0.1",
+        "trainer.progress=false",
+    ]
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     full = cli([*common, f"hydra.run.dir={full_dir}"], cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "jaxconv", *common, f"hydra.run.dir={cut_dir}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxconv", *common, f"hydra.run.dir={cut_dir}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = cut_dir / "checkpoints" / "manifest"
     deadline = time.time() + 300
     while time.time() < deadline and not (manifest / "last-40.json").exists():
@@ -147,9 +199,20 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path):
 def test_optuna_sweep_of_two_trials(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "optuna"
-    proc = cli(["-m", "hparams_search=mnist1d_optuna", "hydra.sweeper.n_trials=2", "trainer.max_steps=10",
-                "trainer.eval_every=5", "data.options.num_samples=400", "model.channels=[8,8,8,8]",
-                "trainer.plots=false", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = cli(
+        [
+            "-m",
+            "hparams_search=mnist1d_optuna",
+            "hydra.sweeper.n_trials=2",
+            "trainer.max_steps=10",
+            "trainer.eval_every=5",
+            "data.options.num_samples=400",
+            "model.channels=[8,8,8,8]",
+            "trainer.plots=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = results(sweep)
     assert len(res) == 2 and all(r["status"] == "ok" for r in res.values())
@@ -164,12 +227,25 @@ def test_joblib_launcher_applies_per_job_xla_flags(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "joblib"
     flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    proc = cli(["-m", "hydra/launcher=joblib_cpu", "hydra.launcher.n_jobs=2", *TINY, "seed=0,1",
-                "trainer.max_steps=6", "trainer.eval_every=3", f"hydra.sweep.dir={sweep}",
-                f"+hydra.job.env_set.XLA_FLAGS='{flags}'"], cwd=tmp_path)
+    proc = cli(
+        [
+            "-m",
+            "hydra/launcher=joblib_cpu",
+            "hydra.launcher.n_jobs=2",
+            *TINY,
+            "seed=0,1",
+            "trainer.max_steps=6",
+            "trainer.eval_every=3",
+            f"hydra.sweep.dir={sweep}",
+            f"+hydra.job.env_set.XLA_FLAGS='{flags}'",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in ("0", "1"):
         assert json.loads((sweep / job / "result.json").read_text())["status"] == "ok"
         provenance = json.loads((sweep / job / "provenance.json").read_text())
         assert provenance["env"]["XLA_FLAGS"] == flags
-        assert provenance["xla_flags_at_backend_start"]["XLA_FLAGS"] == flags  # the job's own process
+        assert (
+            provenance["xla_flags_at_backend_start"]["XLA_FLAGS"] == flags
+        )  # the job's own process

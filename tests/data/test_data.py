@@ -28,14 +28,20 @@ def test_digits_split_is_fixed_and_stratified():
     counts = np.bincount(d.y_test)
     assert counts.min() >= 35 and counts.max() <= 37  # stratified: ~36 per class
     assert 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0
-    np.testing.assert_array_equal(load_dataset("digits", val_fraction=0.0, normalize=False).y_test, d.y_test)
+    np.testing.assert_array_equal(
+        load_dataset("digits", val_fraction=0.0, normalize=False).y_test, d.y_test
+    )
 
 
 def test_shapes_dataset():
-    d = load_dataset("shapes", num_train=80, num_test=40, size=12, val_fraction=0.25, normalize=False)
+    d = load_dataset(
+        "shapes", num_train=80, num_test=40, size=12, val_fraction=0.25, normalize=False
+    )
     assert d.x_train.shape == (60, 12, 12, 1) and d.num_classes == 4
     assert d.class_names == ("square", "circle", "triangle", "cross")
-    clean = load_dataset("shapes", num_train=40, num_test=4, noise=0.0, val_fraction=0.0, normalize=False)
+    clean = load_dataset(
+        "shapes", num_train=40, num_test=4, noise=0.0, val_fraction=0.0, normalize=False
+    )
     ink = clean.x_train.reshape(40, -1).sum(1)
     assert ink.min() > 3  # every image has a shape drawn in it
 
@@ -66,7 +72,9 @@ def test_idx_loader_reads_the_standard_files(tmp_path, name):
     arrays = _write_idx_dataset(tmp_path / name)
     d = load_dataset(name, root=tmp_path, val_fraction=0.0, normalize=False, download=False)
     assert d.x_train.shape == (12, 28, 28, 1)
-    np.testing.assert_allclose(d.x_train[..., 0], arrays["train-images-idx3-ubyte.gz"] / 255.0, atol=1e-7)
+    np.testing.assert_allclose(
+        d.x_train[..., 0], arrays["train-images-idx3-ubyte.gz"] / 255.0, atol=1e-7
+    )
     np.testing.assert_array_equal(d.y_test, arrays["t10k-labels-idx1-ubyte.gz"])
 
 
@@ -85,7 +93,10 @@ def test_idx_header_is_parsed_not_assumed(tmp_path):
 
 
 def test_missing_files_name_the_path_and_files(tmp_path):
-    with pytest.raises(DataError, match=f"mnist not found: expected train-images-idx3-ubyte.gz, .* in {tmp_path}/mnist"):
+    with pytest.raises(
+        DataError,
+        match=f"mnist not found: expected train-images-idx3-ubyte.gz, .* in {tmp_path}/mnist",
+    ):
         load_dataset("mnist", root=tmp_path, download=False)
 
 
@@ -112,6 +123,7 @@ def test_cifar_unpickler_refuses_other_objects(tmp_path):
     class Evil:
         def __reduce__(self):
             import os
+
             return (os.system, ("echo pwned",))
 
     path = tmp_path / "data_batch_1"
@@ -145,5 +157,9 @@ def test_random_shift_moves_content_by_at_most_max_shift():
 
 
 def test_file_datasets_take_no_generator_options(tmp_path):
-    with pytest.raises(ValueError, match="dataset 'cifar10' takes no generator options, got \\['size'\\]"):
-        load_dataset("cifar10", root=tmp_path, size=8, download=False)  # refused before any file access
+    with pytest.raises(
+        ValueError, match="dataset 'cifar10' takes no generator options, got \\['size'\\]"
+    ):
+        load_dataset(
+            "cifar10", root=tmp_path, size=8, download=False
+        )  # refused before any file access

@@ -11,24 +11,47 @@ from pathlib import Path
 import pytest
 
 #: 16x16 shapes, a two-layer CNN: a few seconds per run.
-TINY = ["experiment=shapes_cnn", "model.channels=[4,8]", "data.options.num_train=96",
-        "data.options.num_test=48", "trainer.batch_size=16", "trainer.plots=false", "trainer.progress=false"]
+TINY = [
+    "experiment=shapes_cnn",
+    "model.channels=[4,8]",
+    "data.options.num_train=96",
+    "data.options.num_test=48",
+    "trainer.batch_size=16",
+    "trainer.plots=false",
+    "trainer.progress=false",
+]
 
 
 def cli(args, cwd, timeout=300, **kwargs):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "jaxconv", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxconv", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def summarize_cli(sweep, cwd=None):
-    return subprocess.run([sys.executable, "-m", "jaxconv.app.summarize", str(sweep)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxconv.app.summarize", str(sweep)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def error_lines(stderr: str) -> list[str]:
     """stderr without the INFO/WARNING log records of libraries."""
-    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(("[", "WARNING:", "INFO:"))]
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith(("[", "WARNING:", "INFO:"))
+    ]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -47,12 +70,14 @@ def result(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "result.json").read_text())
 
 
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One finished CLI run (10 steps, checkpoints at 5 and 10) to be resumed or refused."""
     root = tmp_path_factory.mktemp("trained")
     run_dir = root / "run"
-    proc = cli([*TINY, "trainer.max_steps=10", "trainer.eval_every=5", f"hydra.run.dir={run_dir}"], cwd=root)
+    proc = cli(
+        [*TINY, "trainer.max_steps=10", "trainer.eval_every=5", f"hydra.run.dir={run_dir}"],
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir

@@ -6,16 +6,30 @@ import pytest
 from .conftest import cli, error_lines
 
 
-@pytest.mark.parametrize("override,line", [
-    ("seed=-1", "seed (=-1) must be >= 0"),
-    ("model.kernel_size=0", "model CNN does not fit inputs of shape (40, 1): `kernel_size` (=(0,)) must be "
-                            "one int >= 1 per spatial axis"),
-    ("data.limit_train=0", "data.limit_train (=0) must be >= 1 or null"),
-    ("optimizer.name=bogus", "optimizer.name (='bogus') must be one of ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')"),
-    ("schedule.name=bogus", "schedule.name (='bogus') must be one of ('constant', 'cosine', 'warmup_cosine', 'one_cycle')"),
-    ("optimizer.clip_norm=-1", "optimizer.clip_norm (=-1.0) must be > 0 or null"),
-    ("optimizer.lr=inf", "optimizer.lr (=inf) must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "override,line",
+    [
+        ("seed=-1", "seed (=-1) must be >= 0"),
+        (
+            "model.kernel_size=0",
+            "model CNN does not fit inputs of shape (40, 1): `kernel_size` (=(0,)) must be "
+            "one int >= 1 per spatial axis",
+        ),
+        ("data.limit_train=0", "data.limit_train (=0) must be >= 1 or null"),
+        (
+            "optimizer.name=bogus",
+            "optimizer.name (='bogus') must be one of ('sgd', "
+            "'momentum', 'nesterov', 'adam', 'adamw')",
+        ),
+        (
+            "schedule.name=bogus",
+            "schedule.name (='bogus') must be one of ('constant', "
+            "'cosine', 'warmup_cosine', 'one_cycle')",
+        ),
+        ("optimizer.clip_norm=-1", "optimizer.clip_norm (=-1.0) must be > 0 or null"),
+        ("optimizer.lr=inf", "optimizer.lr (=inf) must be a finite number"),
+    ],
+)
 def test_bad_value_is_one_line(tmp_path, override, line):
     proc = cli([override, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -29,5 +43,7 @@ def test_default_run_dir_is_removed_with_its_new_parents(tmp_path):
     runs; a refused command removes what it made, and prints nothing but its line."""
     proc = cli(["seed=-1"], cwd=tmp_path)
     assert proc.returncode == 2
-    assert error_lines(proc.stderr) == ["jaxconv-train: error: seed (=-1) must be >= 0"], proc.stderr
+    assert error_lines(proc.stderr) == ["jaxconv-train: error: seed (=-1) must be >= 0"], (
+        proc.stderr
+    )
     assert list(tmp_path.iterdir()) == []

@@ -15,24 +15,31 @@ ALL = (*BACKENDS, "auto")
 
 
 @pytest.mark.parametrize("backend", ALL)
-@pytest.mark.parametrize("x_shape,k_shape,out_shape", [
-    ((0, 8, 8, 3), (3, 3, 3, 4), (0, 6, 6, 4)),   # empty batch
-    ((2, 8, 8, 0), (3, 3, 0, 4), (2, 6, 6, 4)),   # no input channels: the empty sum, zeros
-    ((2, 8, 8, 3), (3, 3, 3, 0), (2, 6, 6, 0)),   # no output channels
-])
+@pytest.mark.parametrize(
+    "x_shape,k_shape,out_shape",
+    [
+        ((0, 8, 8, 3), (3, 3, 3, 4), (0, 6, 6, 4)),  # empty batch
+        ((2, 8, 8, 0), (3, 3, 0, 4), (2, 6, 6, 4)),  # no input channels: the empty sum, zeros
+        ((2, 8, 8, 3), (3, 3, 3, 0), (2, 6, 6, 0)),  # no output channels
+    ],
+)
 def test_empty_batch_and_zero_channels(backend, x_shape, k_shape, out_shape):
     x, k = jnp.ones(x_shape), jnp.ones(k_shape)
     y = jaxconv.conv(x, k, backend=backend)
     assert y.shape == out_shape and not np.asarray(y).any()
     grad = jax.grad(lambda a: jaxconv.conv(a, k, backend=backend).sum())(x)
     assert grad.shape == x_shape and not np.asarray(grad).any()
-    t = jaxconv.conv_transpose(jnp.ones((0, 4, 4, 3)), jnp.ones((3, 3, 3, 2)), stride=2, backend=backend)
+    t = jaxconv.conv_transpose(
+        jnp.ones((0, 4, 4, 3)), jnp.ones((3, 3, 3, 2)), stride=2, backend=backend
+    )
     assert t.shape == (0, 9, 9, 2)
 
 
 @pytest.mark.parametrize("pool", [jaxconv.global_avg_pool, jaxconv.global_max_pool])
 def test_global_pooling_of_nothing_is_an_error(pool):
-    with pytest.raises(ValueError, match=r"`x` has shape \(2, 0, 3\): global pooling needs every spatial axis"):
+    with pytest.raises(
+        ValueError, match=r"`x` has shape \(2, 0, 3\): global pooling needs every spatial axis"
+    ):
         pool(jnp.ones((2, 0, 3)))
     with pytest.raises(ValueError, match="global pooling"):
         pool(jnp.ones((2, 3, 4, 0)), layout="channels_first")
@@ -62,7 +69,9 @@ def test_non_finite_input_patterns(bad):
     for b, pattern in patterns.items():
         assert not pattern[1].any(), f"{b}: a non-finite sample reached another sample"
     for b in ("lax", "window"):  # direct sums: exactly the receptive field, every channel
-        np.testing.assert_array_equal(patterns[b][0], np.broadcast_to(expected[..., None], (16, 16, 32)))
+        np.testing.assert_array_equal(
+            patterns[b][0], np.broadcast_to(expected[..., None], (16, 16, 32))
+        )
     wino = patterns["winograd"][0].any(-1)
     assert (wino >= expected).all() and wino.sum() > expected.sum()  # whole tiles around it
     rows, cols = np.nonzero(wino)

@@ -20,20 +20,36 @@ from jaxconv.app.train import train
 from .conftest import TINY, cli, error_lines, result, snapshot
 
 
-@pytest.mark.parametrize("overrides,named", [
-    (["seed=1", "trainer.resume=true"], "seed: 0 -> 1"),
-    (["trainer.batch_size=32", "trainer.resume=true"], "trainer.batch_size: 16 -> 32"),
-    (["trainer.max_steps=5", "trainer.resume=true"], "trainer.max_steps: 10 -> 5 (resume may only extend it)"),
-    (["seed=1"], "already holds checkpoints: pass resume=True"),           # item 5: no resume
-    (["optimizer.lr=-1", "trainer.resume=true"], "optimizer.lr (=-1.0) must be > 0"),
-])
+@pytest.mark.parametrize(
+    "overrides,named",
+    [
+        (["seed=1", "trainer.resume=true"], "seed: 0 -> 1"),
+        (["trainer.batch_size=32", "trainer.resume=true"], "trainer.batch_size: 16 -> 32"),
+        (
+            ["trainer.max_steps=5", "trainer.resume=true"],
+            "trainer.max_steps: 10 -> 5 (resume may only extend it)",
+        ),
+        (["seed=1"], "already holds checkpoints: pass resume=True"),  # item 5: no resume
+        (["optimizer.lr=-1", "trainer.resume=true"], "optimizer.lr (=-1.0) must be > 0"),
+    ],
+)
 def test_refused_command_changes_nothing(trained, overrides, named):
     before = snapshot(trained)
-    proc = cli([*TINY, "trainer.max_steps=10", "trainer.eval_every=5", *overrides, f"hydra.run.dir={trained}"],
-               cwd=trained.parent)
+    proc = cli(
+        [
+            *TINY,
+            "trainer.max_steps=10",
+            "trainer.eval_every=5",
+            *overrides,
+            f"hydra.run.dir={trained}",
+        ],
+        cwd=trained.parent,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = error_lines(proc.stderr)
-    assert len(lines) == 1 and lines[0].startswith("jaxconv-train: error: ") and named in lines[0], proc.stderr
+    assert (
+        len(lines) == 1 and lines[0].startswith("jaxconv-train: error: ") and named in lines[0]
+    ), proc.stderr
     assert snapshot(trained) == before  # .hydra/*.yaml, result.json, metrics.csv, checkpoints, log
 
 
@@ -41,20 +57,45 @@ def test_resume_may_extend_and_change_run_control_keys(trained, hydra_compose, t
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     first = result(run_dir)
-    resumed = train(hydra_compose([*TINY, "trainer.max_steps=14", "trainer.eval_every=5", "trainer.resume=true",
-                                   "trainer.keep_checkpoints=2", "trainer.plots=true"]), run_dir)
+    resumed = train(
+        hydra_compose(
+            [
+                *TINY,
+                "trainer.max_steps=14",
+                "trainer.eval_every=5",
+                "trainer.resume=true",
+                "trainer.keep_checkpoints=2",
+                "trainer.plots=true",
+            ]
+        ),
+        run_dir,
+    )
     assert resumed["status"] == "ok" and resumed["steps"] == 14 and first["steps"] == 10
-    assert "max_steps: 14" in (run_dir / "config.yaml").read_text()  # the record follows the accepted run
+    assert (
+        "max_steps: 14" in (run_dir / "config.yaml").read_text()
+    )  # the record follows the accepted run
 
 
 def test_differences_name_every_key_and_skip_run_control():
-    recorded = {"seed": 0, "trainer": {"batch_size": 16, "max_steps": 10, "epochs": 10, "progress": True},
-                "data": {"root": "/a"}, "model": {"channels": [4, 8]}}
-    new = {"seed": 1, "trainer": {"batch_size": 16, "max_steps": 20, "epochs": 10, "progress": False},
-           "data": {"root": "/b"}, "model": {"channels": [4, 16]}}
-    assert config_differences(recorded, new) == ["model.channels: [4, 8] -> [4, 16]", "seed: 0 -> 1"]
-    assert config_differences(recorded, {**recorded, "trainer": {**recorded["trainer"], "max_steps": None}}) == [
-        "trainer.max_steps: 10 -> null (resume may only extend it)"]
+    recorded = {
+        "seed": 0,
+        "trainer": {"batch_size": 16, "max_steps": 10, "epochs": 10, "progress": True},
+        "data": {"root": "/a"},
+        "model": {"channels": [4, 8]},
+    }
+    new = {
+        "seed": 1,
+        "trainer": {"batch_size": 16, "max_steps": 20, "epochs": 10, "progress": False},
+        "data": {"root": "/b"},
+        "model": {"channels": [4, 16]},
+    }
+    assert config_differences(recorded, new) == [
+        "model.channels: [4, 8] -> [4, 16]",
+        "seed: 0 -> 1",
+    ]
+    assert config_differences(
+        recorded, {**recorded, "trainer": {**recorded["trainer"], "max_steps": None}}
+    ) == ["trainer.max_steps: 10 -> null (resume may only extend it)"]
     assert {"trainer.resume", "trainer.progress", "data.root"} <= set(RESUME_MAY_CHANGE)
     assert set(RESUME_MAY_EXTEND) == {"trainer.max_steps", "trainer.epochs"}
 
@@ -62,13 +103,25 @@ def test_differences_name_every_key_and_skip_run_control():
 def test_python_api_refuses_the_same_way(trained, hydra_compose):
     before = snapshot(trained)
     with pytest.raises(RunDirRefused, match=r"seed: 0 -> 3"):
-        train(hydra_compose([*TINY, "trainer.max_steps=10", "trainer.eval_every=5", "seed=3",
-                             "trainer.resume=true"]), trained)
+        train(
+            hydra_compose(
+                [
+                    *TINY,
+                    "trainer.max_steps=10",
+                    "trainer.eval_every=5",
+                    "seed=3",
+                    "trainer.resume=true",
+                ]
+            ),
+            trained,
+        )
     assert snapshot(trained) == before
 
 
 def test_bad_value_into_a_new_directory_creates_nothing(tmp_path):
-    proc = cli([*TINY, "seed=-1", f"hydra.run.dir={tmp_path / 'new' / 'deep' / 'run'}"], cwd=tmp_path)
+    proc = cli(
+        [*TINY, "seed=-1", f"hydra.run.dir={tmp_path / 'new' / 'deep' / 'run'}"], cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert error_lines(proc.stderr) == ["jaxconv-train: error: seed (=-1) must be >= 0"]
     assert list(tmp_path.iterdir()) == []
@@ -79,7 +132,9 @@ def test_run_dir_that_is_a_file(tmp_path):
     target.write_text("not a directory\n")
     proc = cli([*TINY, f"hydra.run.dir={target}"], cwd=tmp_path)
     assert proc.returncode == 2
-    assert error_lines(proc.stderr) == [f"jaxconv-train: error: run directory {target} is a file, not a directory"]
+    assert error_lines(proc.stderr) == [
+        f"jaxconv-train: error: run directory {target} is a file, not a directory"
+    ]
     assert target.read_text() == "not a directory\n"
 
 
@@ -96,8 +151,13 @@ def read_only_dir(tmp_path):
         yield path
         path.chmod(0o755)
         return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
-        pytest.skip("running as root on a file system without chattr +i: no read-only directory possible")
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)]).returncode != 0
+    ):
+        pytest.skip(
+            "running as root on a file system without chattr +i: no read-only directory possible"
+        )
     try:
         yield path
     finally:

@@ -13,14 +13,25 @@ import pytest
 
 from .conftest import TINY, cli, error_lines, result, summarize_cli
 
-COMMON = [*TINY, "trainer.max_steps=300", "trainer.eval_every=50", "trainer.checkpoint_every=20",
-          "model.dropout=0.1"]
+COMMON = [
+    *TINY,
+    "trainer.max_steps=300",
+    "trainer.eval_every=50",
+    "trainer.checkpoint_every=20",
+    "model.dropout=0.1",
+]
 
 
 def interrupt(run_dir, cwd, signum):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "jaxconv", *COMMON, f"hydra.run.dir={run_dir}"],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxconv", *COMMON, f"hydra.run.dir={run_dir}"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         manifest = run_dir / "checkpoints" / "manifest"
         deadline = time.time() + 300
@@ -50,10 +61,17 @@ def test_sigint_and_sigterm_interrupt_then_resume_bit_identical(tmp_path):
         name = signal.Signals(signum).name
         assert line.startswith(f"jaxconv-train: interrupted by {name} at step "), err
         step = int(line.split(" at step ")[1].split(";")[0])
-        assert 40 <= step < 300 and line.endswith("checkpoint saved, continue with trainer.resume=true")
+        assert 40 <= step < 300 and line.endswith(
+            "checkpoint saved, continue with trainer.resume=true"
+        )
         interrupted = result(run_dir)
         assert interrupted["status"] == "interrupted" and name in interrupted["error"]
-        assert json.loads((run_dir / "checkpoints" / "manifest" / f"last-{step}.json").read_text())["step"] == step
+        assert (
+            json.loads((run_dir / "checkpoints" / "manifest" / f"last-{step}.json").read_text())[
+                "step"
+            ]
+            == step
+        )
         assert "Traceback" not in err
 
     summary = summarize_cli(tmp_path / "sweep")
@@ -64,8 +82,13 @@ def test_sigint_and_sigterm_interrupt_then_resume_bit_identical(tmp_path):
         resumed = cli([*COMMON, "trainer.resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         finished = result(run_dir)
-        assert finished["status"] == "ok" and finished["params_sha256"] == reference["params_sha256"]
-        assert (finished["test_accuracy"], finished["test_loss"]) == (reference["test_accuracy"], reference["test_loss"])
+        assert (
+            finished["status"] == "ok" and finished["params_sha256"] == reference["params_sha256"]
+        )
+        assert (finished["test_accuracy"], finished["test_loss"]) == (
+            reference["test_accuracy"],
+            reference["test_loss"],
+        )
 
 
 def test_stop_flag_in_python(hydra_compose, tmp_path):
@@ -82,8 +105,16 @@ def test_stop_flag_in_python(hydra_compose, tmp_path):
         return signal.SIGTERM if len(calls) > 7 else None
 
     with pytest.raises(Interrupted) as info:
-        fit(CNN(channels=(4,), kernel_size=(3, 3)), data, make_optimizer("sgd", make_schedule("constant", 0.1, 20)),
-            max_steps=20, batch_size=16, run_dir=tmp_path, progress=False, should_stop=should_stop)
+        fit(
+            CNN(channels=(4,), kernel_size=(3, 3)),
+            data,
+            make_optimizer("sgd", make_schedule("constant", 0.1, 20)),
+            max_steps=20,
+            batch_size=16,
+            run_dir=tmp_path,
+            progress=False,
+            should_stop=should_stop,
+        )
     # polled once before anything is written, then before each step: the 8th poll comes
     # after 6 steps
     assert (info.value.step, info.value.saved, info.value.exit_status) == (6, True, 143)

@@ -34,7 +34,9 @@ def test_result_json_that_is_a_list_is_corrupt(tmp_path):
     proc = summarize_cli(tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"jaxconv-summarize: error: {tmp_path / '1' / 'result.json'} is corrupt (a JSON list, not an object)"]
+        f"jaxconv-summarize: error: {tmp_path / '1' / 'result.json'} "
+        "is corrupt (a JSON list, not an object)"
+    ]
     table = rows(tmp_path)
     assert (table["model=cnn1d"]["corrupt"], table["model=cnn1d"]["interrupted"]) == ("1", "0")
     assert table["model=mlp"]["ok"] == "1"  # the readable job is still summarised
@@ -51,7 +53,9 @@ def test_malformed_metrics_csv_is_named(tmp_path):
     proc = summarize_cli(tmp_path)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"jaxconv-summarize: error: {tmp_path / '0' / 'metrics.csv'} is corrupt (")
+    assert line.startswith(
+        f"jaxconv-summarize: error: {tmp_path / '0' / 'metrics.csv'} is corrupt ("
+    )
 
 
 def test_regular_file_is_not_a_sweep_dir(tmp_path):
@@ -59,12 +63,19 @@ def test_regular_file_is_not_a_sweep_dir(tmp_path):
     target.write_text("# not a sweep\n")
     proc = summarize_cli(target)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"jaxconv-summarize: error: {target} is a file, not a sweep directory"
+    assert (
+        proc.stderr.strip()
+        == f"jaxconv-summarize: error: {target} is a file, not a sweep directory"
+    )
     assert target.read_text() == "# not a sweep\n"
 
 
 def test_interrupted_statuses_are_counted(tmp_path):
-    job(tmp_path, "0", {"status": "interrupted", "seed": 0, "error": "Interrupted: interrupted by SIGINT"})
+    job(
+        tmp_path,
+        "0",
+        {"status": "interrupted", "seed": 0, "error": "Interrupted: interrupted by SIGINT"},
+    )
     job(tmp_path, "1", {"status": "running", "seed": 1}, overrides=("model=mlp", "seed=1"))
     proc = summarize_cli(tmp_path)
     assert proc.returncode == 0, proc.stderr

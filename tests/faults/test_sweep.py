@@ -17,7 +17,10 @@ def test_rerun_with_other_overrides_refuses_the_job_and_keeps_its_files(tmp_path
 
     again = cli(["-m", *TINY, *STEPS, "seed=5,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "job 0 failed: RunDirRefused: cannot resume" in again.stderr and "seed: 0 -> 5" in again.stderr
+    assert (
+        "job 0 failed: RunDirRefused: cannot resume" in again.stderr
+        and "seed: 0 -> 5" in again.stderr
+    )
     after = snapshot(sweep / "0")
     assert set(after) - set(before) == {"refused.json"}  # the refusal, beside untouched files
     assert {k: v for k, v in after.items() if k != "refused.json"} == before
@@ -26,7 +29,10 @@ def test_rerun_with_other_overrides_refuses_the_job_and_keeps_its_files(tmp_path
 
     summary = summarize_cli(sweep)
     assert summary.returncode == 0, summary.stderr
-    assert "0: refused: RunDirRefused: cannot resume" in summary.stdout and "seed: 0 -> 5" in summary.stdout
+    assert (
+        "0: refused: RunDirRefused: cannot resume" in summary.stdout
+        and "seed: 0 -> 5" in summary.stdout
+    )
     with open(sweep / "summary.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     assert (row["ok"], row["refused"], row["seeds"]) == ("1", "1", "1")
@@ -39,7 +45,9 @@ def test_rerun_with_other_overrides_refuses_the_job_and_keeps_its_files(tmp_path
 
 def test_diverged_job_fails_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = cli(["-m", *TINY, *STEPS, "optimizer.lr=1e6,1e-3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = cli(
+        ["-m", *TINY, *STEPS, "optimizer.lr=1e6,1e-3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     diverged, fine = result(sweep / "0"), result(sweep / "1")
     assert diverged["status"] == "failed" and "non-finite loss" in diverged["error"]
@@ -48,5 +56,7 @@ def test_diverged_job_fails_and_the_sweep_goes_on(tmp_path):
     summary = summarize_cli(sweep)
     with open(sweep / "summary.csv", newline="") as handle:
         rows = sorted((r["config"], r["ok"], r["failed"]) for r in csv.DictReader(handle))
-    assert [(ok, failed) for _, ok, failed in rows] == [("1", "0"), ("0", "1")], rows  # 0.001 sorts first
+    assert [(ok, failed) for _, ok, failed in rows] == [("1", "0"), ("0", "1")], (
+        rows
+    )  # 0.001 sorts first
     assert summary.returncode == 0

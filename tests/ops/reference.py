@@ -20,7 +20,11 @@ def conv(x, k, stride, pads, dilation, input_dilation, groups, modes=None):
     n = x.ndim - 2
     modes = modes or ["zeros"] * n
     # input dilation: zeros between samples
-    shape = [x.shape[0]] + [(s - 1) * d + 1 for s, d in zip(x.shape[1:-1], input_dilation)] + [x.shape[-1]]
+    shape = (
+        [x.shape[0]]
+        + [(s - 1) * d + 1 for s, d in zip(x.shape[1:-1], input_dilation)]
+        + [x.shape[-1]]
+    )
     xd = np.zeros(shape)
     xd[(slice(None), *(slice(None, None, d) for d in input_dilation), slice(None))] = x
     for axis, ((lo, hi), mode) in enumerate(zip(pads, modes)):
@@ -54,7 +58,10 @@ def conv_transpose(y, k, stride, padding, output_padding, dilation, groups):
     ksize = k.shape[:n]
     cin, cout_g = k.shape[-2], k.shape[-1]
     cin_g = cin // groups
-    full = [(s - 1) * st + (ks - 1) * d + 1 + op for s, st, ks, d, op in zip(y.shape[1:-1], stride, ksize, dilation, output_padding)]
+    full = [
+        (s - 1) * st + (ks - 1) * d + 1 + op
+        for s, st, ks, d, op in zip(y.shape[1:-1], stride, ksize, dilation, output_padding)
+    ]
     out = np.zeros((y.shape[0], *full, cout_g * groups))
     for pos in itertools.product(*(range(s) for s in y.shape[1:-1])):
         for tap in itertools.product(*(range(ks) for ks in ksize)):
@@ -83,7 +90,9 @@ def pool(x, kind, window, stride, padding, dilation, ceil_mode, count_include_pa
     for pos in itertools.product(*(range(o) for o in out)):
         vals, inside_pad = [], 0
         for tap in itertools.product(*(range(k) for k in window)):
-            idx = tuple(q * s - pd + t * d for q, s, pd, t, d in zip(pos, stride, padding, tap, dilation))
+            idx = tuple(
+                q * s - pd + t * d for q, s, pd, t, d in zip(pos, stride, padding, tap, dilation)
+            )
             if all(0 <= i < L for i, L in zip(idx, sizes)):
                 vals.append(x[(slice(None), *idx, slice(None))])
                 inside_pad += 1

@@ -35,8 +35,13 @@ def test_seed_example_2d_formula(backend):
     image = np.arange(25.0).reshape(5, 5)
     kernel = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])  # Sobel-x
     expected = np.array(
-        [[sum(image[i + m, j + n] * kernel[m, n] for m in range(3) for n in range(3))
-          for j in range(3)] for i in range(3)]
+        [
+            [
+                sum(image[i + m, j + n] * kernel[m, n] for m in range(3) for n in range(3))
+                for j in range(3)
+            ]
+            for i in range(3)
+        ]
     )
     assert expected.tolist() == [[-8.0] * 3] * 3  # a linear ramp has a constant gradient
     out = jaxconv.conv(image[None, :, :, None], kernel[:, :, None, None], backend=backend)
@@ -69,7 +74,9 @@ def conv_cases(draw):
     idil = tuple(draw(st.integers(1, 2)) for _ in range(n))
     sizes = tuple(draw(st.integers(1, 4 if small else 7)) for _ in range(n))
     pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(n))
-    modes = tuple(draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])) for _ in range(n))
+    modes = tuple(
+        draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])) for _ in range(n)
+    )
     groups = draw(st.sampled_from([1, 2, 3]))
     cin_g, cout_g = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     batch = draw(st.integers(1, 2))
@@ -80,9 +87,22 @@ def conv_cases(draw):
         assume(m != "reflect" or max(lo, hi) < ds)
         assume(m != "circular" or max(lo, hi) <= ds)
     seed = draw(st.integers(0, 2**16))
-    return dict(n=n, ksize=ksize, dilation=dilation, stride=stride, idil=idil, sizes=sizes,
-                pads=pads, modes=modes, groups=groups, cin_g=cin_g, cout_g=cout_g, batch=batch,
-                layout=layout, seed=seed)
+    return dict(
+        n=n,
+        ksize=ksize,
+        dilation=dilation,
+        stride=stride,
+        idil=idil,
+        sizes=sizes,
+        pads=pads,
+        modes=modes,
+        groups=groups,
+        cin_g=cin_g,
+        cout_g=cout_g,
+        batch=batch,
+        layout=layout,
+        seed=seed,
+    )
 
 
 @given(conv_cases())
@@ -91,7 +111,9 @@ def test_conv_matches_reference_on_every_backend(c):
     cin, cout = c["cin_g"] * c["groups"], c["cout_g"] * c["groups"]
     x = rng.normal(size=(c["batch"], *c["sizes"], cin)).astype(np.float32)
     k = rng.normal(size=(*c["ksize"], c["cin_g"], cout)).astype(np.float32)
-    expected = R.conv(x, k, c["stride"], c["pads"], c["dilation"], c["idil"], c["groups"], c["modes"])
+    expected = R.conv(
+        x, k, c["stride"], c["pads"], c["dilation"], c["idil"], c["groups"], c["modes"]
+    )
     n = c["n"]
     xin, kin = x, k
     if c["layout"] == "channels_first":
@@ -99,9 +121,16 @@ def test_conv_matches_reference_on_every_backend(c):
         kin = np.transpose(k, (n + 1, n, *range(n)))
     for backend in BACKENDS:
         out = jaxconv.conv(
-            xin, kin, stride=c["stride"], padding=c["pads"], dilation=c["dilation"],
-            input_dilation=c["idil"], groups=c["groups"], padding_mode=c["modes"],
-            layout=c["layout"], backend=backend,
+            xin,
+            kin,
+            stride=c["stride"],
+            padding=c["pads"],
+            dilation=c["dilation"],
+            input_dilation=c["idil"],
+            groups=c["groups"],
+            padding_mode=c["modes"],
+            layout=c["layout"],
+            backend=backend,
         )
         if c["layout"] == "channels_first":
             out = np.moveaxis(np.asarray(out), 1, -1)
@@ -114,7 +143,9 @@ def test_padding_strings_agree_with_lax(padding, stride):
     rng = np.random.default_rng(stride)
     x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
     k = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
-    ref = jax.lax.conv_general_dilated(x, k, (stride,) * 2, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ref = jax.lax.conv_general_dilated(
+        x, k, (stride,) * 2, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     for backend in BACKENDS:
         out = jaxconv.conv(x, k, stride=stride, padding=padding, backend=backend)
         close(out, ref)
@@ -152,7 +183,9 @@ def test_depthwise_and_pointwise(backend, rng):
     out = jaxconv.conv(x, depthwise, padding="SAME", groups=4, backend=backend)
     close(out, R.conv(x, depthwise, (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 4))
     pointwise = rng.normal(size=(1, 1, 4, 5)).astype(np.float32)
-    close(jaxconv.conv(x, pointwise, backend=backend), np.einsum("nhwc,co->nhwo", x, pointwise[0, 0]))
+    close(
+        jaxconv.conv(x, pointwise, backend=backend), np.einsum("nhwc,co->nhwo", x, pointwise[0, 0])
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -179,8 +212,14 @@ def test_pad_function_matches_numpy(rng):
         out = jaxconv.pad(x, ((2, 1), (0, 3)), mode=mode)
         ref = np.pad(x, ((0, 0), (2, 1), (0, 3), (0, 0)), mode=np_mode)
         np.testing.assert_array_equal(np.asarray(out), ref)
-    mixed = jaxconv.pad(np.moveaxis(x, -1, 1), 1, mode=("reflect", "circular"), layout="channels_first")
-    ref = np.pad(np.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)), "reflect"), ((0, 0), (0, 0), (1, 1), (0, 0)), "wrap")
+    mixed = jaxconv.pad(
+        np.moveaxis(x, -1, 1), 1, mode=("reflect", "circular"), layout="channels_first"
+    )
+    ref = np.pad(
+        np.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)), "reflect"),
+        ((0, 0), (0, 0), (1, 1), (0, 0)),
+        "wrap",
+    )
     np.testing.assert_array_equal(np.asarray(mixed), np.moveaxis(ref, -1, 1))
 
 

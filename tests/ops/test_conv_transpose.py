@@ -38,7 +38,20 @@ def transpose_cases(draw):
     groups = draw(st.sampled_from([1, 2]))
     cin_g, cout_g = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     layout = draw(st.sampled_from(["channels_last", "channels_first"]))
-    return n, ksize, stride, dilation, pad, opad, sizes, groups, cin_g, cout_g, layout, draw(st.integers(0, 999))
+    return (
+        n,
+        ksize,
+        stride,
+        dilation,
+        pad,
+        opad,
+        sizes,
+        groups,
+        cin_g,
+        cout_g,
+        layout,
+        draw(st.integers(0, 999)),
+    )
 
 
 @given(transpose_cases())
@@ -54,8 +67,15 @@ def test_matches_scatter_reference_and_conv_vjp(case):
         yin, kin = np.moveaxis(y, -1, 1), np.transpose(k, (n, n + 1, *range(n)))
     for backend in BACKENDS:
         out = jaxconv.conv_transpose(
-            yin, kin, stride=stride, padding=pad, output_padding=opad, dilation=dilation,
-            groups=groups, layout=layout, backend=backend,
+            yin,
+            kin,
+            stride=stride,
+            padding=pad,
+            output_padding=opad,
+            dilation=dilation,
+            groups=groups,
+            layout=layout,
+            backend=backend,
         )
         if layout == "channels_first":
             out = np.moveaxis(np.asarray(out), 1, -1)
@@ -65,7 +85,9 @@ def test_matches_scatter_reference_and_conv_vjp(case):
     # (*k, C_out // g, C_in): conv maps x (C_out channels) back to y (C_in channels).
     x_shape = (2, *expected.shape[1:-1], cout_g * groups)
     conv_k = np.swapaxes(k, n, n + 1)
-    f = lambda x: jaxconv.conv(x, conv_k, stride=stride, padding=pad, dilation=dilation, groups=groups, backend="lax")
+    f = lambda x: jaxconv.conv(
+        x, conv_k, stride=stride, padding=pad, dilation=dilation, groups=groups, backend="lax"
+    )
     primal, vjp = jax.vjp(f, jnp.zeros(x_shape, jnp.float32))
     # output_padding may reach up to the dilation; only sizes that conv maps back onto
     # y's size are adjoint pairs (always the case when output_padding < stride).

@@ -14,12 +14,34 @@ import jaxconv
 from jaxconv.ops import ConvProblem, explain_backend, select_backend
 
 
-def P(kernel_size, cin, cout, *, groups=1, stride=1, batch=128, spatial=None, dtype="float32", dilation=1,
-      input_dilation=1, transposed=False):
+def P(
+    kernel_size,
+    cin,
+    cout,
+    *,
+    groups=1,
+    stride=1,
+    batch=128,
+    spatial=None,
+    dtype="float32",
+    dilation=1,
+    input_dilation=1,
+    transposed=False,
+):
     n = len(kernel_size)
-    return dict(kernel_size=kernel_size, in_channels=cin, out_channels=cout, groups=groups, strides=(stride,) * n,
-                dilation=(dilation,) * n, input_dilation=(input_dilation,) * n, batch=batch,
-                spatial=spatial or (32,) * n, dtype=dtype, transposed=transposed)
+    return dict(
+        kernel_size=kernel_size,
+        in_channels=cin,
+        out_channels=cout,
+        groups=groups,
+        strides=(stride,) * n,
+        dilation=(dilation,) * n,
+        input_dilation=(input_dilation,) * n,
+        batch=batch,
+        spatial=spatial or (32,) * n,
+        dtype=dtype,
+        transposed=transposed,
+    )
 
 
 # (what, problem, expected on cpu, expected on gpu and tpu)
@@ -37,10 +59,25 @@ TABLE = [
     ("one-channel 16-tap filter, dilated", P((16,), 1, 1, batch=1, dilation=2), "fft", "fft"),
     ("one-channel 7-tap filter", P((7,), 1, 1, batch=1), "lax", "lax"),
     ("RGB first layer", P((3, 3), 3, 32, batch=8), "window", "lax"),
-    ("32 -> 64, 26x26, batch 128", P((3, 3), 32, 64, spatial=(26, 26), dtype="bfloat16"), "window", "lax"),
+    (
+        "32 -> 64, 26x26, batch 128",
+        P((3, 3), 32, 64, spatial=(26, 26), dtype="bfloat16"),
+        "window",
+        "lax",
+    ),
     ("16 -> 16, 32x32, batch 128", P((3, 3), 16, 16), "lax", "lax"),
-    ("64 -> 64, 8x8, batch 128, bfloat16", P((3, 3), 64, 64, spatial=(8, 8), dtype="bfloat16"), "lax", "lax"),
-    ("64 -> 64, 16x16, batch 16, bfloat16", P((3, 3), 64, 64, batch=16, spatial=(16, 16), dtype="bfloat16"), "lax", "lax"),
+    (
+        "64 -> 64, 8x8, batch 128, bfloat16",
+        P((3, 3), 64, 64, spatial=(8, 8), dtype="bfloat16"),
+        "lax",
+        "lax",
+    ),
+    (
+        "64 -> 64, 16x16, batch 16, bfloat16",
+        P((3, 3), 64, 64, batch=16, spatial=(16, 16), dtype="bfloat16"),
+        "lax",
+        "lax",
+    ),
     ("strided 3x3 16 -> 32", P((3, 3), 16, 32, stride=2), "window", "lax"),
     ("strided 1x1 shortcut", P((1, 1), 16, 32, stride=2), "window", "lax"),
     ("strided 3x3, batch 8", P((3, 3), 16, 32, stride=2, batch=8), "lax", "lax"),
@@ -48,17 +85,42 @@ TABLE = [
     ("grayscale first layer, batch 8", P((3, 3), 1, 32, batch=8, spatial=(28, 28)), "lax", "lax"),
     ("one channel in and out, 3x3", P((3, 3), 1, 1, spatial=(28, 28)), "lax", "lax"),
     ("winograd 3x3 32 -> 32", P((3, 3), 32, 32), "winograd", "lax"),
-    ("winograd 5x5 64 -> 64, one 64x64 image", P((5, 5), 64, 64, batch=1, spatial=(64, 64)), "winograd", "lax"),
-    ("winograd 3x3x3 float64", P((3, 3, 3), 32, 32, batch=8, spatial=(8, 8, 8), dtype="float64"), "winograd", "lax"),
+    (
+        "winograd 5x5 64 -> 64, one 64x64 image",
+        P((5, 5), 64, 64, batch=1, spatial=(64, 64)),
+        "winograd",
+        "lax",
+    ),
+    (
+        "winograd 3x3x3 float64",
+        P((3, 3, 3), 32, 32, batch=8, spatial=(8, 8, 8), dtype="float64"),
+        "winograd",
+        "lax",
+    ),
     ("16 channels: not winograd", P((3, 3), 16, 16), "lax", "lax"),
     ("1024 positions: not winograd", P((3, 3), 32, 32, batch=16, spatial=(8, 8)), "lax", "lax"),
     ("1-D 3-tap 64 -> 64: the big-batch rule", P((3,), 64, 64, spatial=(256,)), "window", "lax"),
     ("dilated 3x3 32 -> 32", P((3, 3), 32, 32, dilation=2), "lax", "lax"),
-    ("half precision 32 -> 64: the big-batch rule", P((3, 3), 32, 64, dtype="bfloat16"), "window", "lax"),
+    (
+        "half precision 32 -> 64: the big-batch rule",
+        P((3, 3), 32, 64, dtype="bfloat16"),
+        "window",
+        "lax",
+    ),
     ("strided 3x3 32 -> 32", P((3, 3), 32, 32, stride=2), "window", "lax"),
-    ("MNIST-1D CNN strided layer, 40 positions", P((5,), 1, 25, stride=2, batch=100, spatial=(40,)), "lax", "lax"),
+    (
+        "MNIST-1D CNN strided layer, 40 positions",
+        P((5,), 1, 25, stride=2, batch=100, spatial=(40,)),
+        "lax",
+        "lax",
+    ),
     ("transposed stride-1 3x3 32 -> 32", P((3, 3), 32, 32, transposed=True), "lax", "lax"),
-    ("transposed stride-2 4x4 64 -> 32", P((4, 4), 64, 32, input_dilation=2, transposed=True), "lax", "lax"),
+    (
+        "transposed stride-2 4x4 64 -> 32",
+        P((4, 4), 64, 32, input_dilation=2, transposed=True),
+        "lax",
+        "lax",
+    ),
     ("transposed, RGB", P((3, 3), 3, 8, input_dilation=2, transposed=True), "window", "lax"),
 ]
 
@@ -83,7 +145,9 @@ def test_call_sites_describe_the_problem_they_run(on_cpu):
     auto = str(jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x, k))
     assert "conv_general_dilated" not in auto and "_chunked_conv" not in auto
     assert "_input_transform" in auto and "f32[36,32,64]" in auto  # winograd's transformed kernel
-    in_bf16 = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
+    in_bf16 = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(
+        x.astype(jnp.bfloat16), k.astype(jnp.bfloat16)
+    )
     assert "_chunked_conv" in str(in_bf16)  # window's im2col
     small = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x[:8], k[..., :16])
     assert "conv_general_dilated" in str(small)

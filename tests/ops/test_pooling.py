@@ -11,7 +11,12 @@ from tests.conftest import BACKENDS
 from tests.ops import reference as R
 from tests.ops.test_conv import close
 
-POOLS = {"max": jaxconv.max_pool, "min": jaxconv.min_pool, "avg": jaxconv.avg_pool, "lp": jaxconv.lp_pool}
+POOLS = {
+    "max": jaxconv.max_pool,
+    "min": jaxconv.min_pool,
+    "avg": jaxconv.avg_pool,
+    "lp": jaxconv.lp_pool,
+}
 
 
 @st.composite
@@ -24,11 +29,18 @@ def pool_cases(draw):
     sizes = tuple(draw(st.integers(1, 6 if n < 3 else 4)) for _ in range(n))
     for s, k, d, p in zip(sizes, window, dilation, padding):
         assume(s + 2 * p >= (k - 1) * d + 1)
-    return dict(window=window, stride=stride, dilation=dilation, padding=padding, sizes=sizes,
-                ceil_mode=draw(st.booleans()), include=draw(st.booleans()),
-                kind=draw(st.sampled_from(sorted(POOLS))),
-                layout=draw(st.sampled_from(["channels_last", "channels_first"])),
-                seed=draw(st.integers(0, 999)))
+    return dict(
+        window=window,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        sizes=sizes,
+        ceil_mode=draw(st.booleans()),
+        include=draw(st.booleans()),
+        kind=draw(st.sampled_from(sorted(POOLS))),
+        layout=draw(st.sampled_from(["channels_last", "channels_first"])),
+        seed=draw(st.integers(0, 999)),
+    )
 
 
 @given(pool_cases())
@@ -38,13 +50,23 @@ def test_pools_match_reference(c):
     kind = c["kind"]
     if kind == "lp":
         x = np.abs(x) + 0.1
-    kwargs = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"], ceil_mode=c["ceil_mode"])
+    kwargs = dict(
+        stride=c["stride"], padding=c["padding"], dilation=c["dilation"], ceil_mode=c["ceil_mode"]
+    )
     if kind == "avg":
         kwargs["count_include_pad"] = c["include"]
     if kind == "lp" and c["ceil_mode"]:
         kwargs["ceil_mode"] = False  # PyTorch rescales overhanging lp windows; see docstring
-    expected = R.pool(x, kind, c["window"], c["stride"], c["padding"], c["dilation"],
-                      kwargs["ceil_mode"], c["include"])
+    expected = R.pool(
+        x,
+        kind,
+        c["window"],
+        c["stride"],
+        c["padding"],
+        c["dilation"],
+        kwargs["ceil_mode"],
+        c["include"],
+    )
     xin = np.moveaxis(x, -1, 1) if c["layout"] == "channels_first" else x
     for backend in BACKENDS + ("auto",):
         out = POOLS[kind](xin, c["window"], layout=c["layout"], backend=backend, **kwargs)
@@ -80,7 +102,9 @@ def test_global_pools(rng):
     x = rng.normal(size=(2, 4, 6, 3)).astype(np.float32)
     close(jaxconv.global_avg_pool(x), x.mean(axis=(1, 2)))
     close(jaxconv.global_max_pool(x), x.max(axis=(1, 2)))
-    close(jaxconv.global_max_pool(np.moveaxis(x, -1, 1), layout="channels_first"), x.max(axis=(1, 2)))
+    close(
+        jaxconv.global_max_pool(np.moveaxis(x, -1, 1), layout="channels_first"), x.max(axis=(1, 2))
+    )
     close(jaxconv.global_avg_pool(x), jaxconv.adaptive_avg_pool(x, 1)[:, 0, 0])
 
 

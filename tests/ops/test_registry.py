@@ -11,7 +11,9 @@ import jaxconv
 import jaxconv.nn
 from jaxconv.ops.backends import window
 
-registry = importlib.import_module("jaxconv.ops.backends")  # the module, not the backends() function
+registry = importlib.import_module(
+    "jaxconv.ops.backends"
+)  # the module, not the backends() function
 
 
 @pytest.fixture
@@ -44,11 +46,15 @@ def test_registered_backend_runs_every_op(spy, rng):
     ]
     for run, name in checks:
         before = len(spy)
-        np.testing.assert_allclose(np.asarray(run("spy")), np.asarray(run("lax")), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(run("spy")), np.asarray(run("lax")), rtol=1e-5, atol=1e-5
+        )
         assert len(spy) == before + 1, f"{name} did not call the registered core"
     # max pooling has no convolution form: it accepts the name and uses window's core
-    np.testing.assert_array_equal(np.asarray(jaxconv.max_pool(x, 2, backend="spy")),
-                                  np.asarray(jaxconv.max_pool(x, 2, backend="lax")))
+    np.testing.assert_array_equal(
+        np.asarray(jaxconv.max_pool(x, 2, backend="spy")),
+        np.asarray(jaxconv.max_pool(x, 2, backend="lax")),
+    )
     layer = jaxconv.nn.Conv(features=4, kernel_size=(3, 3), backend="spy")
     params = layer.init(jax.random.key(0), jnp.asarray(x))
     before = len(spy)
@@ -65,7 +71,13 @@ def test_registered_backend_may_opt_out_of_pooling_by_convolution(spy, rng):
 
 def test_unknown_backend_is_refused_by_every_op():
     x = jnp.ones((1, 4, 4, 1))
-    for call in (lambda: jaxconv.conv(x, jnp.ones((1, 1, 1, 1)), backend="nope"),
-                 lambda: jaxconv.max_pool(x, 2, backend="nope")):
-        with pytest.raises(ValueError, match=r"`backend` \(='nope'\) must be one of \('lax', 'window', 'fft', 'winograd', 'auto'\)"):
+    for call in (
+        lambda: jaxconv.conv(x, jnp.ones((1, 1, 1, 1)), backend="nope"),
+        lambda: jaxconv.max_pool(x, 2, backend="nope"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=r"`backend` \(='nope'\) must be one of "
+            r"\('lax', 'window', 'fft', 'winograd', 'auto'\)",
+        ):
             call()

@@ -28,8 +28,13 @@ def test_2d_formula_5x5_3x3(backend):
     image = np.arange(25.0).reshape(5, 5) ** 1.5
     kernel = np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]) + np.eye(3) * 0.5
     expected = np.array(
-        [[sum(image[i + m, j + n] * kernel[m, n] for m in range(3) for n in range(3))
-          for j in range(3)] for i in range(3)]
+        [
+            [
+                sum(image[i + m, j + n] * kernel[m, n] for m in range(3) for n in range(3))
+                for j in range(3)
+            ]
+            for i in range(3)
+        ]
     )
     out = jaxconv.correlate(image, kernel, "valid", backend=backend)
     assert out.shape == (3, 3)
@@ -52,15 +57,24 @@ def test_against_scipy(ndim, data, mode):
     rng = np.random.default_rng(data.draw(st.integers(0, 999)))
     a = rng.normal(size=a_shape).astype(np.float32)
     v = rng.normal(size=v_shape).astype(np.float32)
-    ok = mode != "valid" or all(x >= y for x, y in zip(a_shape, v_shape)) or all(
-        y >= x for x, y in zip(a_shape, v_shape))
+    ok = (
+        mode != "valid"
+        or all(x >= y for x, y in zip(a_shape, v_shape))
+        or all(y >= x for x, y in zip(a_shape, v_shape))
+    )
     if not ok:
         with pytest.raises(ValueError, match="valid"):
             jaxconv.convolve(a, v, mode)
         return
     for backend in BACKENDS:
-        close(jaxconv.convolve(a, v, mode, backend=backend), scipy.signal.convolve(a, v, mode, method="direct"))
-        close(jaxconv.correlate(a, v, mode, backend=backend), scipy.signal.correlate(a, v, mode, method="direct"))
+        close(
+            jaxconv.convolve(a, v, mode, backend=backend),
+            scipy.signal.convolve(a, v, mode, method="direct"),
+        )
+        close(
+            jaxconv.correlate(a, v, mode, backend=backend),
+            scipy.signal.correlate(a, v, mode, method="direct"),
+        )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -86,22 +100,34 @@ def test_filter_lengths_auto_sends_to_window(mode, rng, on_cpu):
     from jaxconv.ops import ConvProblem, select_backend
 
     a, v = rng.normal(size=300), rng.normal(size=24)
-    assert select_backend(ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype="float64", platform="cpu")) == "window"
+    assert (
+        select_backend(ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype="float64", platform="cpu"))
+        == "window"
+    )
     assert "custom_jvp_call" in str(jax.make_jaxpr(lambda a, v: jaxconv.convolve(a, v, mode))(a, v))
     close(jaxconv.convolve(a, v, mode), np.convolve(a, v, mode), tol=1e-4)
-    grad = lambda b: jax.grad(lambda v: jnp.sum(jnp.sin(jaxconv.correlate(a, v, mode, backend=b))))(v)
+    grad = lambda b: jax.grad(lambda v: jnp.sum(jnp.sin(jaxconv.correlate(a, v, mode, backend=b))))(
+        v
+    )
     close(grad("auto"), grad("lax"), tol=1e-4)
     c = (a + 1j * rng.normal(size=300)).astype(np.complex64)
-    np.testing.assert_allclose(np.asarray(jaxconv.correlate(c, v.astype(np.complex64), mode)),
-                               np.correlate(c, v, mode), atol=1e-4)
-    assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda a: jaxconv.convolve(a, np.ones(65), mode))(a))
+    np.testing.assert_allclose(
+        np.asarray(jaxconv.correlate(c, v.astype(np.complex64), mode)),
+        np.correlate(c, v, mode),
+        atol=1e-4,
+    )
+    assert "custom_jvp_call" not in str(
+        jax.make_jaxpr(lambda a: jaxconv.convolve(a, np.ones(65), mode))(a)
+    )
 
 
 def test_complex_correlate_conjugates(rng):
     a = rng.normal(size=8) + 1j * rng.normal(size=8)
     v = rng.normal(size=3) + 1j * rng.normal(size=3)
     for backend in ("lax", "fft"):
-        out = np.asarray(jaxconv.correlate(a.astype(np.complex64), v.astype(np.complex64), backend=backend))
+        out = np.asarray(
+            jaxconv.correlate(a.astype(np.complex64), v.astype(np.complex64), backend=backend)
+        )
         np.testing.assert_allclose(out, scipy.signal.correlate(a, v), atol=1e-4)
 
 

@@ -1,6 +1,5 @@
 """jit, vmap, first and second order gradients, float64 and bfloat16 on every backend."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +18,14 @@ def test_conv_grads_second_order(backend, x64):
     x = rng.normal(size=(2, 6, 5, 4))
     k = rng.normal(size=(3, 2, 2, 6))
     f = lambda x, k: jaxconv.conv(
-        x, k, stride=(2, 1), padding=((1, 0), (1, 1)), dilation=(1, 2), groups=2,
-        padding_mode=("reflect", "zeros"), backend=backend,
+        x,
+        k,
+        stride=(2, 1),
+        padding=((1, 0), (1, 1)),
+        dilation=(1, 2),
+        groups=2,
+        padding_mode=("reflect", "zeros"),
+        backend=backend,
     )
     check_grads(f, (x, k), order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
 
@@ -30,7 +35,9 @@ def test_conv_transpose_and_signal_grads(backend, x64):
     rng = np.random.default_rng(2)
     y = rng.normal(size=(1, 3, 4))
     k = rng.normal(size=(3, 4, 2))
-    f = lambda y, k: jaxconv.conv_transpose(y, k, stride=2, padding=1, output_padding=1, groups=2, backend=backend)
+    f = lambda y, k: jaxconv.conv_transpose(
+        y, k, stride=2, padding=1, output_padding=1, groups=2, backend=backend
+    )
     check_grads(f, (y, k), order=2, atol=1e-5, rtol=1e-5)
     a, v = rng.normal(size=(7, 5)), rng.normal(size=(3, 2))
     g = lambda a, v: jaxconv.convolve(a, v, "same", backend=backend)
@@ -79,7 +86,9 @@ def test_float64(backend, x64):
     assert out.dtype == jnp.float64
     np.testing.assert_allclose(out, R.conv(x, k, (1,), ((1, 2),), (1,), (1,), 1), atol=1e-12)
     a, v = rng.normal(size=50), rng.normal(size=7)
-    np.testing.assert_allclose(jaxconv.convolve(a, v, backend=backend), np.convolve(a, v), atol=1e-12)
+    np.testing.assert_allclose(
+        jaxconv.convolve(a, v, backend=backend), np.convolve(a, v), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -87,7 +96,9 @@ def test_bfloat16(backend, rng):
     x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
     k = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
     ref = R.conv(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1)
-    out = jaxconv.conv(jnp.asarray(x, jnp.bfloat16), jnp.asarray(k, jnp.bfloat16), padding=1, backend=backend)
+    out = jaxconv.conv(
+        jnp.asarray(x, jnp.bfloat16), jnp.asarray(k, jnp.bfloat16), padding=1, backend=backend
+    )
     assert out.dtype == jnp.bfloat16
     # bfloat16 has an 8-bit mantissa: inputs round by 2^-9 relative; sums of 36 terms.
     np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=0.15, rtol=0.05)

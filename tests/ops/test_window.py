@@ -31,8 +31,10 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     # Patches of two images per chunk: lax.map over 2 chunks of 2, then 1 left over.
     monkeypatch.setattr(window_chunked, "CHUNK_BYTES", 2 * padded * 3 * 2 * cin * 8)
     monkeypatch.setattr(window_chunked, "GRADIENT_MIN_ROWS", 1)
-    f = {b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, dilation=dilation, backend=b))
-         for b in ("window", "lax")}
+    f = {
+        b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, dilation=dilation, backend=b))
+        for b in ("window", "lax")
+    }
     # The forward maps over chunks, except with few input channels (shift and add over
     # the whole batch).
     maps = 0 if cin <= window_chunked.SHIFT_ADD_MAX_CHANNELS else 1
@@ -45,7 +47,9 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     for got, want in zip(jax.vjp(f["window"], x, k)[1](ct), jax.vjp(f["lax"], x, k)[1](ct)):
         close(got, want, tol=1e-12)
     tangents = (rng.normal(size=x.shape), rng.normal(size=k.shape))
-    close(jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-12)
+    close(
+        jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-12
+    )
     order = 2 if cin == 9 and dilation != 1 else 1  # second order once keeps the suite short
     check_grads(f["window"], (x, k), order=order, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
     # Gradient with respect to the kernel alone (a first layer): the input term is skipped.
@@ -62,13 +66,18 @@ def test_window_gradient_chunks_hold_at_least_min_rows(monkeypatch):
     k = jnp.zeros((3, 3, 8, 4), jnp.float32)
     f = lambda x, k: jaxconv.conv(x, k, padding="SAME", backend="window")
     backward = lambda x, k: jax.vjp(f, x, k)[1](jnp.zeros((12, 5, 5, 4), jnp.float32))
-    monkeypatch.setattr(window_chunked, "CHUNK_BYTES", window_chunked._patch_bytes_per_image(x, k, ((1, 1), (1, 1))))
+    monkeypatch.setattr(
+        window_chunked, "CHUNK_BYTES", window_chunked._patch_bytes_per_image(x, k, ((1, 1), (1, 1)))
+    )
     for min_rows, length in ((1, 12), (50, 6), (75, 4), (76, 3)):  # images per chunk: 1, 2, 3, 4
         monkeypatch.setattr(window_chunked, "GRADIENT_MIN_ROWS", min_rows)
         jax.clear_caches()  # the JVP rule's trace is cached across calls
         jaxpr = str(jax.make_jaxpr(backward)(x, k))
         # one map in the forward (1 image per chunk, length 12) and one in the gradients
-        assert jaxpr.count("length=12") == (2 if length == 12 else 1), (min_rows, jaxpr.count("length=12"))
+        assert jaxpr.count("length=12") == (2 if length == 12 else 1), (
+            min_rows,
+            jaxpr.count("length=12"),
+        )
         assert length == 12 or jaxpr.count(f"length={length}") == 1, min_rows
 
 
@@ -84,7 +93,9 @@ def test_window_sum_leading_matches_numpy(x64, rng, dtype, shape):
     assert got.dtype == jnp.dtype(dtype) and got.shape == shape[1:]
     want = np.asarray(jnp.asarray(a, dtype)).astype(np.complex128).sum(axis=0)
     tol = {jnp.bfloat16: 1e-2, np.float32: 1e-6, np.complex64: 1e-6, np.float64: 1e-13}[dtype]
-    np.testing.assert_allclose(np.asarray(got).astype(np.complex128), want, rtol=tol, atol=tol * shape[0])
+    np.testing.assert_allclose(
+        np.asarray(got).astype(np.complex128), want, rtol=tol, atol=tol * shape[0]
+    )
 
 
 def test_window_chunked_im2col_under_vmap_and_jit(rng):
@@ -103,10 +114,14 @@ def test_window_paths_by_shape(rng):
     from jaxconv.ops.backends import window_chunked
 
     k = jnp.zeros((3, 3, 10, 5), jnp.float32)
-    jaxpr = lambda x, **kw: str(jax.make_jaxpr(lambda x: jaxconv.conv(x, k, backend="window", **kw))(x))
+    jaxpr = lambda x, **kw: str(
+        jax.make_jaxpr(lambda x: jaxconv.conv(x, k, backend="window", **kw))(x)
+    )
     assert "custom_jvp_call" in jaxpr(jnp.zeros((2, 9, 9, 10), jnp.float32))
     assert "custom_jvp_call" not in jaxpr(jnp.zeros((2, 9, 9, 10), jnp.float32), stride=2)
-    side = math.isqrt(window_chunked.CHUNK_BYTES // (9 * 10 * 4)) + 1  # one image's patches > CHUNK_BYTES
+    side = (
+        math.isqrt(window_chunked.CHUNK_BYTES // (9 * 10 * 4)) + 1
+    )  # one image's patches > CHUNK_BYTES
     big = jaxpr(jax.ShapeDtypeStruct((1, side, side, 10), jnp.float32))
     assert "custom_jvp_call" not in big and "dot_general" in big
 
@@ -146,12 +161,18 @@ def test_window_toeplitz_path_against_reference(x64, length, taps, cin, cout, pa
     rng = np.random.default_rng(taps)
     x = rng.normal(size=(3, length, cin))
     k = rng.normal(size=(taps, cin, cout))
-    f = {b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, backend=b)) for b in ("window", "lax")}
+    f = {
+        b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, backend=b))
+        for b in ("window", "lax")
+    }
     jaxpr = str(jax.make_jaxpr(f["window"])(x, k))
     assert "custom_jvp_call" in jaxpr  # the signal path
     y = f["window"](x, k)
-    pads = [(taps - 1) // 2, taps - 1 - (taps - 1) // 2] if padding == "SAME" else (
-        [0, 0] if padding == "VALID" else list(padding[0]))
+    pads = (
+        [(taps - 1) // 2, taps - 1 - (taps - 1) // 2]
+        if padding == "SAME"
+        else ([0, 0] if padding == "VALID" else list(padding[0]))
+    )
     want = R.conv(x, k, (1,), [tuple(pads)], (1,), (1,), 1)
     assert y.shape == want.shape
     close(y, want, tol=1e-10)
@@ -159,7 +180,9 @@ def test_window_toeplitz_path_against_reference(x64, length, taps, cin, cout, pa
     for got, ref in zip(jax.vjp(f["window"], x, k)[1](ct), jax.vjp(f["lax"], x, k)[1](ct)):
         close(got, ref, tol=1e-10)
     tangents = (rng.normal(size=x.shape), rng.normal(size=k.shape))
-    close(jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-10)
+    close(
+        jax.jvp(f["window"], (x, k), tangents)[1], jax.jvp(f["lax"], (x, k), tangents)[1], tol=1e-10
+    )
     check_grads(f["window"], (x, k), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
 
@@ -170,7 +193,9 @@ def test_window_toeplitz_path_by_shape(monkeypatch):
 
     calls = []
     block_product = window_toeplitz._toeplitz_conv
-    monkeypatch.setattr(window_toeplitz, "_toeplitz_conv", lambda *a: calls.append(1) or block_product(*a))
+    monkeypatch.setattr(
+        window_toeplitz, "_toeplitz_conv", lambda *a: calls.append(1) or block_product(*a)
+    )
 
     def path(taps, cin, cout, **kw):
         x = jnp.ones((2, 64, cin * kw.get("groups", 1)), jnp.float32)
@@ -191,11 +216,17 @@ def test_window_toeplitz_path_by_shape(monkeypatch):
 def test_window_toeplitz_under_vmap_jit_and_bfloat16(rng):
     x = rng.normal(size=(4, 2, 300, 1))
     k = rng.normal(size=(24, 1, 1))
-    conv = lambda b, dt: jax.jit(jax.vmap(lambda x: jaxconv.conv(x, k.astype(dt), padding="SAME", backend=b)))
+    conv = lambda b, dt: jax.jit(
+        jax.vmap(lambda x: jaxconv.conv(x, k.astype(dt), padding="SAME", backend=b))
+    )
     want = conv("lax", jnp.float32)(jnp.asarray(x, jnp.float32))
     close(conv("window", jnp.float32)(jnp.asarray(x, jnp.float32)), want, tol=1e-5)
     got16 = conv("window", jnp.bfloat16)(jnp.asarray(x, jnp.bfloat16))
     assert got16.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(got16, np.float32), want, atol=0.1 * float(jnp.abs(want).max()))
-    grad = lambda b: jax.grad(lambda x: jnp.sum(jnp.tanh(conv(b, jnp.float32)(x))))(jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(
+        np.asarray(got16, np.float32), want, atol=0.1 * float(jnp.abs(want).max())
+    )
+    grad = lambda b: jax.grad(lambda x: jnp.sum(jnp.tanh(conv(b, jnp.float32)(x))))(
+        jnp.asarray(x, jnp.float32)
+    )
     close(grad("window"), grad("lax"), tol=1e-5)

@@ -12,7 +12,9 @@ from tests.ops import reference as R
 
 
 def correlate_1d(d, g):
-    return np.array([sum(d[i + j] * g[j] for j in range(len(g))) for i in range(len(d) - len(g) + 1)])
+    return np.array(
+        [sum(d[i + j] * g[j] for j in range(len(g))) for i in range(len(d) - len(g) + 1)]
+    )
 
 
 @pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (3, 2), (5, 2), (2, 5), (3, 4), (1, 1), (1, 6)])
@@ -30,10 +32,15 @@ def test_transform_matrices_compute_the_correlation(m, r, rng):
 
 def test_f23_by_hand():
     # y0 = d0 g0 + d1 g1 + d2 g2, y1 = d1 g0 + d2 g1 + d3 g2 from the module docstring's
-    # four products (d0 - d2) g0, (d1 + d2)(g0 + g1 + g2)/2, (d2 - d1)(g0 - g1 + g2)/2, (d3 - d1) g2.
+    # four products (d0 - d2) g0, (d1 + d2)(g0 + g1 + g2)/2, (d2 - d1)(g0 - g1 + g2)/2,
+    # (d3 - d1) g2.
     d, g = np.array([3.0, -1, 4, 2]), np.array([2.0, 5, -3])
-    p = [(d[0] - d[2]) * g[0], (d[1] + d[2]) * g.sum() / 2, (d[2] - d[1]) * (g[0] - g[1] + g[2]) / 2,
-         (d[3] - d[1]) * g[2]]
+    p = [
+        (d[0] - d[2]) * g[0],
+        (d[1] + d[2]) * g.sum() / 2,
+        (d[2] - d[1]) * (g[0] - g[1] + g[2]) / 2,
+        (d[3] - d[1]) * g[2],
+    ]
     assert [p[0] + p[1] + p[2], p[1] - p[2] + p[3]] == correlate_1d(d, g).tolist() == [-11.0, 12.0]
     at, gm, bt = winograd.transform_matrices(2, 3)
     np.testing.assert_allclose((gm @ g) * (bt @ d), p, atol=1e-12)
@@ -65,8 +72,11 @@ def test_values_and_gradients_against_reference(x_shape, k_shape, pads, x64):
 
 @pytest.mark.parametrize(
     "x_shape,k_shape,pads",
-    [((2, 9, 8, 3), (3, 3, 3, 2), ((-1, 2), (1, -2))), ((1, 2, 3, 2), (3, 3, 2, 2), ((6, 5), (0, 7))),
-     ((2, 11, 3), (5, 3, 2), ((3, 0),))],
+    [
+        ((2, 9, 8, 3), (3, 3, 3, 2), ((-1, 2), (1, -2))),
+        ((1, 2, 3, 2), (3, 3, 2, 2), ((6, 5), (0, 7))),
+        ((2, 11, 3), (5, 3, 2), ((3, 0),)),
+    ],
 )
 def test_the_two_input_transforms_agree(x_shape, k_shape, pads, x64):
     # The forward slices x (padding each slice), reverse mode transposes the padded form:
@@ -78,7 +88,9 @@ def test_the_two_input_transforms_agree(x_shape, k_shape, pads, x64):
     outs = [s + lo + hi - r + 1 for s, (lo, hi), r in zip(x_shape[1:-1], pads, taps)]
     tiles = tuple(-(-length // mi) for length, mi in zip(outs, m))
     args = (pads, m, taps, tiles)
-    np.testing.assert_array_equal(winograd._sliced_tiles(x, *args), winograd._padded_tiles(x, *args))
+    np.testing.assert_array_equal(
+        winograd._sliced_tiles(x, *args), winograd._padded_tiles(x, *args)
+    )
 
 
 def test_transform_gradients_are_concatenations_not_padded_sums(x64):
@@ -88,13 +100,24 @@ def test_transform_gradients_are_concatenations_not_padded_sums(x64):
     # one zero-padded full-size array per sample (6 per axis), summed.
     rng = np.random.default_rng(4)
     x, k = rng.normal(size=(2, 10, 9, 3)), rng.normal(size=(3, 3, 3, 2))
-    f = lambda x: winograd.conv(x, k, strides=(1, 1), dilation=(1, 1), input_dilation=(1, 1), groups=1,
-                                pads=((1, 1), (1, 1)))
+    f = lambda x: winograd.conv(
+        x,
+        k,
+        strides=(1, 1),
+        dilation=(1, 1),
+        input_dilation=(1, 1),
+        groups=1,
+        pads=((1, 1), (1, 1)),
+    )
     y = f(x)
     jaxpr = jax.make_jaxpr(jax.linear_transpose(jax.linearize(f, x)[1], x))(y)
     eqns = jaxpr.jaxpr.eqns
     assert sum(e.primitive.name == "concatenate" for e in eqns) >= 4  # 2 transforms x 2 axes
-    pads = [[tuple(int(v) for v in c) for c in e.params["padding_config"]] for e in eqns if e.primitive.name == "pad"]
+    pads = [
+        [tuple(int(v) for v in c) for c in e.params["padding_config"]]
+        for e in eqns
+        if e.primitive.name == "pad"
+    ]
     assert not any(interior for config in pads for _, _, interior in config)  # no strided scatters
     # every pad shifts by at most one block, except the output crop's transpose and the
     # input padding's (a crop): indexing sample j instead pads j and a - 1 - j around it.
@@ -113,7 +136,9 @@ def test_transform_gradients_are_concatenations_not_padded_sums(x64):
 def test_negative_pads_crop_like_window(x64):
     rng = np.random.default_rng(1)
     x, k = rng.normal(size=(2, 9, 8, 3)), rng.normal(size=(3, 3, 3, 2))
-    opts = dict(strides=(1, 1), dilation=(1, 1), input_dilation=(1, 1), groups=1, pads=((-1, 2), (1, -2)))
+    opts = dict(
+        strides=(1, 1), dilation=(1, 1), input_dilation=(1, 1), groups=1, pads=((-1, 2), (1, -2))
+    )
     np.testing.assert_allclose(winograd.conv(x, k, **opts), window.conv(x, k, **opts), atol=1e-12)
 
 
@@ -124,10 +149,15 @@ def test_float32_rounding_stays_near_direct():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4, 12, 12, 64)).astype(np.float32)
     k = (rng.normal(size=(3, 3, 64, 64)) / 24).astype(np.float32)
-    ref = R.conv(x.astype(np.float64), k.astype(np.float64), (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1)
+    ref = R.conv(
+        x.astype(np.float64), k.astype(np.float64), (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1), 1
+    )
     scale = np.abs(ref).max()
-    err = {b: np.abs(np.asarray(jaxconv.conv(x, k, padding=1, backend=b), np.float64) - ref).max() / scale
-           for b in ("winograd", "lax")}
+    err = {
+        b: np.abs(np.asarray(jaxconv.conv(x, k, padding=1, backend=b), np.float64) - ref).max()
+        / scale
+        for b in ("winograd", "lax")
+    }
     assert err["winograd"] < 2e-5, err
     assert err["lax"] < err["winograd"], err  # the direct sum is the more exact one
 
@@ -135,13 +165,20 @@ def test_float32_rounding_stays_near_direct():
 def test_half_precision_runs_in_float32(rng):
     x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
     k = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
-    out = jaxconv.conv(jnp.asarray(x, jnp.bfloat16), jnp.asarray(k, jnp.bfloat16), padding=1, backend="winograd")
+    out = jaxconv.conv(
+        jnp.asarray(x, jnp.bfloat16), jnp.asarray(k, jnp.bfloat16), padding=1, backend="winograd"
+    )
     assert out.dtype == jnp.bfloat16
-    exact = jaxconv.conv(jnp.asarray(x, jnp.bfloat16).astype(jnp.float32),
-                         jnp.asarray(k, jnp.bfloat16).astype(jnp.float32), padding=1, backend="lax")
+    exact = jaxconv.conv(
+        jnp.asarray(x, jnp.bfloat16).astype(jnp.float32),
+        jnp.asarray(k, jnp.bfloat16).astype(jnp.float32),
+        padding=1,
+        backend="lax",
+    )
     # One rounding to bfloat16 at the end (at most 2^-9 relative), not one per transform step.
-    np.testing.assert_allclose(np.asarray(out, np.float32), exact, atol=1e-5 * float(jnp.abs(exact).max()),
-                               rtol=2**-8)
+    np.testing.assert_allclose(
+        np.asarray(out, np.float32), exact, atol=1e-5 * float(jnp.abs(exact).max()), rtol=2**-8
+    )
 
 
 @pytest.mark.parametrize(
@@ -167,7 +204,8 @@ def test_conv_transpose_and_model_layers_accept_it(rng):
     k = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
     for stride in (1, 2):
         got = jaxconv.conv_transpose(y, k, stride=stride, padding=1, backend="winograd")
-        np.testing.assert_allclose(got, jaxconv.conv_transpose(y, k, stride=stride, padding=1, backend="lax"),
-                                   atol=2e-5)
+        np.testing.assert_allclose(
+            got, jaxconv.conv_transpose(y, k, stride=stride, padding=1, backend="lax"), atol=2e-5
+        )
     pooled = jaxconv.max_pool(y, 2, backend="winograd")
     np.testing.assert_array_equal(pooled, jaxconv.max_pool(y, 2, backend="window"))

@@ -98,8 +98,10 @@ def recorded_config(run_dir: Path) -> dict | None:
             try:
                 loaded = yaml.safe_load(path.read_text())
             except (OSError, yaml.YAMLError) as err:
-                raise RunDirRefused(f"{path} is unreadable ({type(err).__name__}); "
-                                    "cannot tell which run the directory holds") from err
+                raise RunDirRefused(
+                    f"{path} is unreadable ({type(err).__name__}); "
+                    "cannot tell which run the directory holds"
+                ) from err
             return _resolved(loaded) if isinstance(loaded, dict) else None
     return None
 
@@ -122,7 +124,9 @@ def check_writable(run_dir: Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise RunDirRefused(f"run directory {run_dir} is not writable (check the permissions of {probe})")
+        raise RunDirRefused(
+            f"run directory {run_dir} is not writable (check the permissions of {probe})"
+        )
 
 
 def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> None:
@@ -146,7 +150,9 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> 
     recorded = recorded_config(run_dir)
     diff = config_differences(recorded, config) if recorded is not None else []
     if diff:
-        raise RunDirRefused(f"cannot resume {run_dir}: it holds a run with another config: {'; '.join(diff)}")
+        raise RunDirRefused(
+            f"cannot resume {run_dir}: it holds a run with another config: {'; '.join(diff)}"
+        )
 
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:

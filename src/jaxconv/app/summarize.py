@@ -12,13 +12,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="jaxconv-summarize",
         description="Summarise a jaxconv-train multirun directory: summary.md, summary.csv, "
-                    "summary.png (final metric per configuration with error bars), curves.png. "
-                    "Exit status 2 when the directory cannot be read or a job's files are corrupt "
-                    "(named on stderr; the summary is written without them).",
+        "summary.png (final metric per configuration with error bars), curves.png. "
+        "Exit status 2 when the directory cannot be read or a job's files are corrupt "
+        "(named on stderr; the summary is written without them).",
     )
     parser.add_argument("sweep_dir", help="the multirun directory (hydra.sweep.dir)")
-    parser.add_argument("--metric", default="test_accuracy", choices=METRICS,
-                        help="metric that picks the best row and is plotted (default: test_accuracy)")
+    parser.add_argument(
+        "--metric",
+        default="test_accuracy",
+        choices=METRICS,
+        help="metric that picks the best row and is plotted (default: test_accuracy)",
+    )
     args = parser.parse_args(argv)
     try:
         runs = collect_runs(args.sweep_dir)

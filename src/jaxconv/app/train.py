@@ -58,8 +58,10 @@ def check_model_fits(model, example) -> None:
         jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), example[:1])
     except (ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"model {type(model).__name__} does not fit inputs of shape "
-                          f"{tuple(example.shape[1:])}: {first}") from err
+        raise ConfigError(
+            f"model {type(model).__name__} does not fit inputs of shape "
+            f"{tuple(example.shape[1:])}: {first}"
+        ) from err
 
 
 def config_sha256(cfg: DictConfig) -> str:
@@ -96,19 +98,41 @@ def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
 
     from jaxconv.app import jax_env
 
-    flags = {name: getattr(jax.config, name) for name in (
-        "jax_enable_x64", "jax_default_matmul_precision", "jax_platforms", "jax_default_prng_impl",
-        "jax_threefry_partitionable") if hasattr(jax.config, name)}
+    flags = {
+        name: getattr(jax.config, name)
+        for name in (
+            "jax_enable_x64",
+            "jax_default_matmul_precision",
+            "jax_platforms",
+            "jax_default_prng_impl",
+            "jax_threefry_partitionable",
+        )
+        if hasattr(jax.config, name)
+    }
     package_dir = Path(__file__).resolve().parent
     return {
-        "config_sha256": config_sha256(cfg), "overrides": overrides, "versions": versions(),
-        "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION",
-                                                  "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS")},
+        "config_sha256": config_sha256(cfg),
+        "overrides": overrides,
+        "versions": versions(),
+        "env": {
+            k: os.environ.get(k)
+            for k in (
+                "XLA_FLAGS",
+                "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                "XLA_PYTHON_CLIENT_PREALLOCATE",
+                "JAX_PLATFORMS",
+            )
+        },
         "xla_flags_at_backend_start": jax_env.flags_at_start(),
         "host_memory_reused": jax_env.host_memory_reused(),
-        "jax_config": flags, "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
-        "device_count": jax.device_count(), "cwd": os.getcwd(), "argv": sys.argv,
-        "git": git_state(Path.cwd()), "git_package": git_state(package_dir),
+        "jax_config": flags,
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "cwd": os.getcwd(),
+        "argv": sys.argv,
+        "git": git_state(Path.cwd()),
+        "git_package": git_state(package_dir),
     }
 
 
@@ -139,16 +163,31 @@ def _prepare(cfg: DictConfig):
 
     d, s, o = cfg.data, cfg.schedule, cfg.optimizer
     dataset = load_dataset(
-        d.name, root=d.root, val_fraction=d.val_fraction, normalize=d.normalize, split_seed=cfg.seed,
-        limit_train=d.limit_train, download=d.download, **OmegaConf.to_container(d.options, resolve=True),
+        d.name,
+        root=d.root,
+        val_fraction=d.val_fraction,
+        normalize=d.normalize,
+        split_seed=cfg.seed,
+        limit_train=d.limit_train,
+        download=d.download,
+        **OmegaConf.to_container(d.options, resolve=True),
     )
     check_against_data(cfg, dataset)
     model = build_model(cfg, dataset.num_classes)
     check_model_fits(model, dataset.x_train)
     total = total_steps(len(dataset.x_train), fit_options(cfg))
-    schedule = make_schedule(s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction)
-    tx = make_optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
-                        clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)
+    schedule = make_schedule(
+        s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction
+    )
+    tx = make_optimizer(
+        o.name,
+        schedule,
+        momentum=o.momentum,
+        weight_decay=o.weight_decay,
+        clip_norm=o.clip_norm,
+        b1=o.b1,
+        b2=o.b2,
+    )
     return dataset, model, tx
 
 
@@ -157,10 +196,20 @@ def fit_options(cfg: DictConfig):
     from jaxconv.train import FitOptions
 
     t, d = cfg.trainer, cfg.data
-    return FitOptions(epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size, eval_every=t.eval_every,
-                      seed=cfg.seed, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-                      resume=t.resume, progress=t.progress, augment_shift=d.augment_shift,
-                      augment_flip=d.augment_flip, label_smoothing=t.label_smoothing)
+    return FitOptions(
+        epochs=t.epochs,
+        max_steps=t.max_steps,
+        batch_size=t.batch_size,
+        eval_every=t.eval_every,
+        seed=cfg.seed,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        resume=t.resume,
+        progress=t.progress,
+        augment_shift=d.augment_shift,
+        augment_flip=d.augment_flip,
+        label_smoothing=t.label_smoothing,
+    )
 
 
 def task_config(cfg: DictConfig) -> dict:
@@ -168,8 +217,13 @@ def task_config(cfg: DictConfig) -> dict:
     return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
 
 
-def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, *,
-          on_accept: Callable[[Path], None] | None = None) -> dict:
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    on_accept: Callable[[Path], None] | None = None,
+) -> dict:
     """Train, evaluate, checkpoint and plot one run into ``run_dir``; return result.json's dict.
 
     Every check runs before anything is written: config values (:class:`ConfigError`),
@@ -203,9 +257,15 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         check_run_dir(run_dir, config, resume=t.resume)
         dataset, model, tx = _prepare(cfg)
         result = {
-            "status": "running", "seed": cfg.seed, "config_sha256": config_sha256(cfg),
-            "versions": versions(), "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
-            "model": type(model).__name__, "data": d.name, "conv_backend": cfg.conv_backend,
+            "status": "running",
+            "seed": cfg.seed,
+            "config_sha256": config_sha256(cfg),
+            "versions": versions(),
+            "device": jax.devices()[0].device_kind,
+            "platform": jax.default_backend(),
+            "model": type(model).__name__,
+            "data": d.name,
+            "conv_backend": cfg.conv_backend,
             "overrides": list(overrides or []),
         }
 
@@ -222,8 +282,15 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
             print(dataset.summary(), flush=True)
 
         try:
-            state, history = fit(model, dataset, tx, fit_options(cfg), run_dir=run_dir, should_stop=stop,
-                                 on_start=accept)
+            state, history = fit(
+                model,
+                dataset,
+                tx,
+                fit_options(cfg),
+                run_dir=run_dir,
+                should_stop=stop,
+                on_start=accept,
+            )
             if stop():
                 raise Interrupted(stop(), int(state.step), saved=True)
             _finish(cfg, run_dir, model, dataset, state, history, result)
@@ -231,13 +298,20 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         except BaseException as err:
             if accepted:
                 interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
-                result.update(status="interrupted" if interrupted else "failed",
-                              error=f"{type(err).__name__}: {err}", wall_seconds=time.perf_counter() - start)
+                result.update(
+                    status="interrupted" if interrupted else "failed",
+                    error=f"{type(err).__name__}: {err}",
+                    wall_seconds=time.perf_counter() - start,
+                )
                 write_json(run_dir / "result.json", result)
             raise
     write_json(run_dir / "result.json", result)
-    print(f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) after "
-          f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}", flush=True)
+    print(
+        f"test accuracy {100 * result['test_accuracy']:.2f}% "
+        f"(loss {result['test_loss']:.4f}) after "
+        f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}",
+        flush=True,
+    )
     return result
 
 
@@ -252,19 +326,31 @@ def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, resu
 
     test = evaluate(state, dataset.x_test, dataset.y_test)
     steps = int(state.step)
-    history.add(step=steps, epoch=steps // steps_per_epoch(len(dataset.x_train), cfg.trainer.batch_size),
-                split="test", images_per_s="", **test)
+    history.add(
+        step=steps,
+        epoch=steps // steps_per_epoch(len(dataset.x_train), cfg.trainer.batch_size),
+        split="test",
+        images_per_s="",
+        **test,
+    )
     write_metrics(run_dir / "metrics.csv", history.rows)
     if not math.isfinite(test["loss"]):
         raise Diverged(f"non-finite test loss ({test['loss']}) after training step {steps}")
     if cfg.trainer.plots:
         plot_learning_curves(run_dir)
         plot_filters(state.params, run_dir / "filters.png")
-        plot_feature_maps(model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png")
+        plot_feature_maps(
+            model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png"
+        )
     val = history.last("val")
-    result.update(status="ok", test_accuracy=test["accuracy"], test_loss=test["loss"],
-                  val_accuracy=val["accuracy"] if val else None, steps=steps,
-                  params_sha256=params_sha256(state.params))
+    result.update(
+        status="ok",
+        test_accuracy=test["accuracy"],
+        test_loss=test["loss"],
+        val_accuracy=val["accuracy"] if val else None,
+        steps=steps,
+        params_sha256=params_sha256(state.params),
+    )
 
 
 #: What a failed job returns to the sweeper: the worst accuracy, which Optuna accepts
@@ -286,13 +372,19 @@ def _previous_result(run_dir: Path) -> dict | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def _record_failure(run_dir: Path, cfg: DictConfig, overrides: list[str], err: BaseException) -> None:
+def _record_failure(
+    run_dir: Path, cfg: DictConfig, overrides: list[str], err: BaseException
+) -> None:
     """A sweep job refused before training (a bad value) still ends self-describing."""
     result = _previous_result(run_dir) or {}
     if result.get("status") in ("failed", "interrupted"):
         return
-    result.update(status="failed", error=f"{type(err).__name__}: {err}", overrides=overrides,
-                  seed=cfg.get("seed"))
+    result.update(
+        status="failed",
+        error=f"{type(err).__name__}: {err}",
+        overrides=overrides,
+        seed=cfg.get("seed"),
+    )
     try:
         result.setdefault("config_sha256", config_sha256(cfg))
     except Exception:  # an unresolvable config is itself the error being recorded
@@ -317,7 +409,11 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
 
 def _made_by_this_command(run_dir: Path) -> bool:
     try:
-        return run_dir.is_dir() and not any(run_dir.iterdir()) and run_dir.stat().st_mtime >= _STARTED - 1
+        return (
+            run_dir.is_dir()
+            and not any(run_dir.iterdir())
+            and run_dir.stat().st_mtime >= _STARTED - 1
+        )
     except OSError:
         return False
 
@@ -354,8 +450,10 @@ def _record_refusal(run_dir: Path, overrides: list[str], err: BaseException) -> 
     """A sweep job refused by a directory that holds another run: the run's files stay as
     they are; ``refused.json`` beside them says why (``jaxconv-summarize`` shows it)."""
     if run_dir.is_dir():
-        write_json(run_dir / REFUSAL_FILE, {"status": "refused", "error": f"{type(err).__name__}: {err}",
-                                            "overrides": overrides})
+        write_json(
+            run_dir / REFUSAL_FILE,
+            {"status": "refused", "error": f"{type(err).__name__}: {err}", "overrides": overrides},
+        )
 
 
 def _task(cfg: DictConfig) -> float:
@@ -376,7 +474,11 @@ def _task(cfg: DictConfig) -> float:
 
     if multirun:
         previous = _previous_result(run_dir)
-        if previous and previous.get("status") == "ok" and previous.get("config_sha256") == config_sha256(cfg):
+        if (
+            previous
+            and previous.get("status") == "ok"
+            and previous.get("config_sha256") == config_sha256(cfg)
+        ):
             (run_dir / REFUSAL_FILE).unlink(missing_ok=True)
             print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
             return objective(previous)
@@ -385,16 +487,33 @@ def _task(cfg: DictConfig) -> float:
     try:
         return objective(train(cfg, run_dir, overrides, on_accept=on_accept))
     except BaseException as err:
-        return _failed(err, cfg, run_dir, overrides, multirun=multirun, accepted=bool(handlers),
-                       made_here=made_here, job=hydra_cfg.job.get("num"))
+        return _failed(
+            err,
+            cfg,
+            run_dir,
+            overrides,
+            multirun=multirun,
+            accepted=bool(handlers),
+            made_here=made_here,
+            job=hydra_cfg.job.get("num"),
+        )
     finally:
         for handler in handlers:
             logging.getLogger().removeHandler(handler)
             handler.close()
 
 
-def _failed(err: BaseException, cfg: DictConfig, run_dir: Path, overrides: list[str], *, multirun: bool,
-            accepted: bool, made_here: bool, job: int | None) -> float:
+def _failed(
+    err: BaseException,
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    *,
+    multirun: bool,
+    accepted: bool,
+    made_here: bool,
+    job: int | None,
+) -> float:
     """Report a job that did not finish: one line for what the user can fix, the exit
     status for a single run, the worst objective for a sweep (which goes on)."""
     from jaxconv.train import Diverged, Interrupted
@@ -412,7 +531,9 @@ def _failed(err: BaseException, cfg: DictConfig, run_dir: Path, overrides: list[
             try:
                 if previous is None and not (run_dir / "result.json").exists():
                     _record_failure(run_dir, cfg, overrides, err)
-                elif not (previous and previous.get("status") == "failed" and isinstance(err, ConfigError)):
+                elif not (
+                    previous and previous.get("status") == "failed" and isinstance(err, ConfigError)
+                ):
                     _record_refusal(run_dir, overrides, err)
             except OSError:  # a directory we may not write to: the line below is all there is
                 pass
@@ -452,7 +573,7 @@ class RunDirGuard(_callback_base()):
         try:
             path = Path(OmegaConf.select(config, key))
         except OmegaConfBaseException:  # names only Hydra's runtime can resolve (the default
-            return                      # dir names the model): checked again in the job
+            return  # dir names the model): checked again in the job
         try:
             check_writable(path)
         except RunDirRefused as err:

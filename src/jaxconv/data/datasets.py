@@ -31,14 +31,25 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def summary(self) -> str:
-        return (f"{self.name}: train {len(self.x_train)}, val {len(self.x_val)}, "
-                f"test {len(self.x_test)}, input {self.input_shape}, {self.num_classes} classes")
+        return (
+            f"{self.name}: train {len(self.x_train)}, val {len(self.x_val)}, "
+            f"test {len(self.x_test)}, input {self.input_shape}, {self.num_classes} classes"
+        )
 
 
 MNIST1D_DEFAULTS = dict(
-    num_samples=5000, train_split=0.8, template_len=12, padding=(36, 60), scale_coeff=0.4,
-    max_translation=48, corr_noise_scale=0.25, iid_noise_scale=2e-2, shear_scale=0.75,
-    shuffle_seq=False, final_seq_length=40, seed=42,
+    num_samples=5000,
+    train_split=0.8,
+    template_len=12,
+    padding=(36, 60),
+    scale_coeff=0.4,
+    max_translation=48,
+    corr_noise_scale=0.25,
+    iid_noise_scale=2e-2,
+    shear_scale=0.75,
+    shuffle_seq=False,
+    final_seq_length=40,
+    seed=42,
 )
 
 
@@ -49,7 +60,10 @@ def mnist1d(**overrides: Any):
 
     unknown = set(overrides) - set(MNIST1D_DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown mnist1d generator arguments {sorted(unknown)}; known: {sorted(MNIST1D_DEFAULTS)}")
+        raise ValueError(
+            "unknown mnist1d generator arguments "
+            f"{sorted(unknown)}; known: {sorted(MNIST1D_DEFAULTS)}"
+        )
     args = get_dataset_args()
     for key, value in {**MNIST1D_DEFAULTS, **overrides}.items():
         setattr(args, key, list(value) if isinstance(value, tuple) else value)
@@ -65,7 +79,11 @@ def digits(test_fraction: float = 0.2, test_split_seed: int = 0):
     bunch = load_digits()
     x = bunch.images[..., None] / 16.0
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, bunch.target, test_size=test_fraction, stratify=bunch.target, random_state=test_split_seed
+        x,
+        bunch.target,
+        test_size=test_fraction,
+        stratify=bunch.target,
+        random_state=test_split_seed,
     )
     return x_tr, y_tr, x_te, y_te
 
@@ -73,7 +91,9 @@ def digits(test_fraction: float = 0.2, test_split_seed: int = 0):
 SHAPES = ("square", "circle", "triangle", "cross")
 
 
-def shapes(num_train: int = 2000, num_test: int = 500, size: int = 16, noise: float = 0.15, seed: int = 0):
+def shapes(
+    num_train: int = 2000, num_test: int = 500, size: int = 16, noise: float = 0.15, seed: int = 0
+):
     """Procedural 2-D shapes (square, circle, triangle, cross outlines/fills) at random
     positions and scales, with Gaussian noise: fast 2-D experiments and readable filters."""
     rng = np.random.default_rng(seed)
@@ -95,7 +115,9 @@ def shapes(num_train: int = 2000, num_test: int = 500, size: int = 16, noise: fl
             mask = (dy <= r * 0.7) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
         else:
             width = max(r * 0.25, 0.8)
-            mask = ((np.abs(dy) <= width) & (np.abs(dx) <= r)) | ((np.abs(dx) <= width) & (np.abs(dy) <= r))
+            mask = ((np.abs(dy) <= width) & (np.abs(dx) <= r)) | (
+                (np.abs(dx) <= width) & (np.abs(dy) <= r)
+            )
         images[i] = mask
     images += rng.normal(0.0, noise, images.shape).astype(np.float32)
     x = images[..., None]
@@ -124,9 +146,30 @@ DATASETS = ("mnist1d", "digits", "shapes", "mnist", "fashion_mnist", "cifar10")
 NUM_CLASSES = {"mnist1d": 10, "digits": 10, "shapes": len(SHAPES), **files.NUM_CLASSES}
 CLASS_NAMES = {
     "shapes": SHAPES,
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 }
 
 
@@ -181,8 +224,13 @@ def load_dataset(
         x_train, y_train = x_train[:limit_train], y_train[:limit_train]
     x_train, y_train, x_val, y_val = _split_validation(x_train, y_train, val_fraction, split_seed)
     dataset = Dataset(
-        name, x_train.astype(np.float32), y_train.astype(np.int32), x_val.astype(np.float32),
-        y_val.astype(np.int32), x_test.astype(np.float32), y_test.astype(np.int32),
+        name,
+        x_train.astype(np.float32),
+        y_train.astype(np.int32),
+        x_val.astype(np.float32),
+        y_val.astype(np.int32),
+        x_test.astype(np.float32),
+        y_test.astype(np.int32),
         num_classes=NUM_CLASSES[name],
         class_names=CLASS_NAMES.get(name, tuple(str(i) for i in range(10))),
     )

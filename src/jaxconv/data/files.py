@@ -25,18 +25,43 @@ class DataError(RuntimeError):
     """A dataset is missing or malformed; the message names the path and files expected."""
 
 
-IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 SOURCES = {
     "mnist": (
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-        dict(zip(IDX_FILES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        dict(
+            zip(
+                IDX_FILES,
+                (
+                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                    "d53e105ee54ea40749a09fcbcd1e9432",
+                    "9fb629c4189551a2d022fa330f9573f3",
+                    "ec29112dd5afa0611ce80d1b7f02629c",
+                ),
+            )
+        ),
     ),
     "fashion_mnist": (
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        dict(zip(IDX_FILES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
+        dict(
+            zip(
+                IDX_FILES,
+                (
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                ),
+            )
+        ),
     ),
     "cifar10": (
         ("https://www.cs.toronto.edu/~kriz/",),
@@ -68,11 +93,16 @@ def download(name: str, directory: Path, timeout: float = 30.0) -> None:
         for mirror in mirrors:
             partial = target.with_suffix(target.suffix + ".part")
             try:
-                with urllib.request.urlopen(mirror + filename, timeout=timeout) as response, open(partial, "wb") as out:
+                with (
+                    urllib.request.urlopen(mirror + filename, timeout=timeout) as response,
+                    open(partial, "wb") as out,
+                ):
                     shutil.copyfileobj(response, out)
                 got = md5(partial)
                 if got != checksum:
-                    raise DataError(f"checksum mismatch for {mirror + filename}: md5 {got}, expected {checksum}")
+                    raise DataError(
+                        f"checksum mismatch for {mirror + filename}: md5 {got}, expected {checksum}"
+                    )
                 partial.replace(target)
                 break
             except (OSError, DataError) as err:  # URLError is an OSError
@@ -89,7 +119,9 @@ def _missing_message(name: str, directory: Path, expected, reason: str) -> str:
     )
 
 
-def ensure_files(name: str, directory: Path, expected: tuple[str, ...], *, allow_download: bool = True) -> None:
+def ensure_files(
+    name: str, directory: Path, expected: tuple[str, ...], *, allow_download: bool = True
+) -> None:
     if all((directory / f).exists() for f in expected):
         return
     reason = "downloads disabled"
@@ -127,7 +159,10 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unknown IDX element type 0x{data[2]:02x}")
     ndim = data[3]
     if len(data) < 4 + 4 * ndim:
-        raise DataError(f"{path}: IDX header truncated ({len(data)} bytes, a {ndim}-D header takes {4 + 4 * ndim})")
+        raise DataError(
+            f"{path}: IDX header truncated ({len(data)} "
+            f"bytes, a {ndim}-D header takes {4 + 4 * ndim})"
+        )
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     payload = len(data) - 4 - 4 * ndim
     itemsize = np.dtype(dtypes[data[2]]).itemsize
@@ -137,22 +172,34 @@ def read_idx(path: Path) -> np.ndarray:
     return array.reshape(shape).astype(array.dtype.newbyteorder("="))
 
 
-def check_splits(images: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int,
-                 *, sample_ndim: int) -> None:
+def check_splits(
+    images: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    num_classes: int,
+    *,
+    sample_ndim: int,
+) -> None:
     """Validate a file dataset after reading: ``images``/``labels`` map each file's path to
     its array, train first, in matching order. Each violation is one line naming the file."""
     shapes = {}
     for (image_file, x), (label_file, y) in zip(images.items(), labels.items()):
         if x.ndim != sample_ndim + 1:
-            raise DataError(f"{image_file}: images have shape {x.shape}, expected {sample_ndim + 1} axes (N, ...)")
+            raise DataError(
+                f"{image_file}: images have shape {x.shape}, "
+                f"expected {sample_ndim + 1} axes (N, ...)"
+            )
         if len(x) == 0:
             raise DataError(f"{image_file} holds no images")
         if y.ndim != 1 or len(y) != len(x):
-            raise DataError(f"{label_file} holds {y.shape[0] if y.ndim else 0} labels for the "
-                            f"{len(x)} images of {image_file}")
+            raise DataError(
+                f"{label_file} holds {y.shape[0] if y.ndim else 0} labels for the "
+                f"{len(x)} images of {image_file}"
+            )
         if y.min() < 0 or y.max() >= num_classes:
             bad = int(y[(y < 0) | (y >= num_classes)][0])
-            raise DataError(f"{label_file}: label {bad} is outside [0, {num_classes}) of this format")
+            raise DataError(
+                f"{label_file}: label {bad} is outside [0, {num_classes}) of this format"
+            )
         shapes[image_file] = x.shape[1:]
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{f} {s}" for f, s in shapes.items())
@@ -176,8 +223,12 @@ def load_idx_dataset(name: str, root: Path, allow_download: bool = True):
     ensure_files(name, directory, IDX_FILES, allow_download=allow_download)
     paths = [directory / f for f in IDX_FILES]
     x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
-    check_splits({paths[0]: x_train, paths[2]: x_test}, {paths[1]: y_train, paths[3]: y_test},
-                 NUM_CLASSES[name], sample_ndim=2)
+    check_splits(
+        {paths[0]: x_train, paths[2]: x_test},
+        {paths[1]: y_train, paths[3]: y_test},
+        NUM_CLASSES[name],
+        sample_ndim=2,
+    )
     return x_train[..., None], y_train, x_test[..., None], y_test
 
 
@@ -185,9 +236,13 @@ class _CifarUnpickler(pickle.Unpickler):
     """Admits only what a CIFAR-10 python batch holds: dicts, lists, bytes, numpy arrays."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
@@ -204,7 +259,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except DataError:
         raise
     except Exception as err:  # garbage or truncated: unpickling fails in many ways
-        raise DataError(f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err})") from err
+        raise DataError(
+            f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err})"
+        ) from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path} is not a CIFAR-10 batch (no b'data' / b'labels')")
     try:
@@ -221,7 +278,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def write_cifar_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write a batch in the CIFAR-10 python format (for tests)."""
-    data = np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 3, 1, 2)).reshape(len(images), -1)
+    data = np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 3, 1, 2)).reshape(
+        len(images), -1
+    )
     with open(path, "wb") as handle:
         pickle.dump({b"data": data, b"labels": [int(v) for v in labels]}, handle, protocol=2)
 
@@ -233,14 +292,26 @@ def load_cifar10(root: Path, allow_download: bool = True):
     if not all((directory / f).exists() for f in expected):
         archive = base / "cifar-10-python.tar.gz"
         if not archive.exists():
-            ensure_files("cifar10", base, ("cifar-10-python.tar.gz",), allow_download=allow_download)
+            ensure_files(
+                "cifar10", base, ("cifar-10-python.tar.gz",), allow_download=allow_download
+            )
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(base, filter="data")  # refuses absolute paths, "..", links out
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # FilterError is a TarError
+        except (
+            tarfile.TarError,
+            OSError,
+            EOFError,
+            zlib.error,
+        ) as err:  # FilterError is a TarError
             raise DataError(f"{archive}: cannot extract ({type(err).__name__}: {err})") from err
     if not all((directory / f).exists() for f in expected):
         raise DataError(_missing_message("cifar10", directory, expected, "archive incomplete"))
     parts = [read_cifar_batch(directory / f) for f in CIFAR_TRAIN]
     x_test, y_test = read_cifar_batch(directory / CIFAR_TEST)
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), x_test, y_test)
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        x_test,
+        y_test,
+    )

@@ -24,7 +24,9 @@ def activation(name: str) -> Callable[[jnp.ndarray], jnp.ndarray]:
     return ACTIVATIONS[name]
 
 
-def normalize(x: jnp.ndarray, kind: str, train: bool, name: str | None = None, momentum: float = 0.9) -> jnp.ndarray:
+def normalize(
+    x: jnp.ndarray, kind: str, train: bool, name: str | None = None, momentum: float = 0.9
+) -> jnp.ndarray:
     """Apply ``kind`` normalisation; BatchNorm uses batch statistics only in training."""
     if kind == "batch":
         return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name)(x)

@@ -32,7 +32,9 @@ def _per_layer(value: Any, n_layers: int, name: str) -> list:
     if isinstance(value, int):
         return [value] * n_layers
     if len(value) != n_layers:
-        raise ValueError(f"`{name}` (={value!r}) must be an int or one entry per layer ({n_layers})")
+        raise ValueError(
+            f"`{name}` (={value!r}) must be an int or one entry per layer ({n_layers})"
+        )
     return list(value)
 
 
@@ -108,8 +110,13 @@ class CNN(nn.Module):
         strides = _per_layer(self.strides, n_layers, "strides")
         for i, (features, ks, st) in enumerate(zip(self.channels, kernels, strides)):
             x = jnn.Conv(
-                features, ks, strides=st, padding=self.padding, padding_mode=self.padding_mode,
-                use_bias=self.norm == "none", backend=self.conv_backend,
+                features,
+                ks,
+                strides=st,
+                padding=self.padding,
+                padding_mode=self.padding_mode,
+                use_bias=self.norm == "none",
+                backend=self.conv_backend,
             )(x)
             x = act(normalize(x, self.norm, train))
             if (i + 1) % self.pool_every == 0:
@@ -143,7 +150,9 @@ class MNIST1DCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         expect_rank(x, 1, "MNIST1DCNN")
         for ks in (5, 3, 3):
-            x = nn.relu(jnn.Conv(self.channels, (ks,), strides=2, padding=1, backend=self.conv_backend)(x))
+            x = nn.relu(
+                jnn.Conv(self.channels, (ks,), strides=2, padding=1, backend=self.conv_backend)(x)
+            )
         return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
 
 
@@ -192,11 +201,19 @@ class DepthwiseSeparableCNN(nn.Module):
         ks = _kernels(self.kernel_size, 1)[0]
         expect_rank(x, len(ks), "DepthwiseSeparableCNN")
         ones = (1,) * len(ks)
-        x = act(normalize(jnn.Conv(self.stem, ks, use_bias=False, backend=self.conv_backend)(x), self.norm, train))
+        x = act(
+            normalize(
+                jnn.Conv(self.stem, ks, use_bias=False, backend=self.conv_backend)(x),
+                self.norm,
+                train,
+            )
+        )
         strides = _per_layer(self.strides, len(self.channels), "strides")
         for features, st in zip(self.channels, strides):
             c = x.shape[-1]
-            x = jnn.Conv(c, ks, strides=st, feature_group_count=c, use_bias=False, backend=self.conv_backend)(x)
+            x = jnn.Conv(
+                c, ks, strides=st, feature_group_count=c, use_bias=False, backend=self.conv_backend
+            )(x)
             x = act(normalize(x, self.norm, train))
             x = jnn.Conv(features, ones, use_bias=False, backend=self.conv_backend)(x)
             x = act(normalize(x, self.norm, train))

@@ -22,13 +22,17 @@ class BasicBlock(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         n = x.ndim - 2
         k3, k1 = (3,) * n, (1,) * n
-        y = jnn.Conv(self.features, k3, strides=self.strides, use_bias=False, backend=self.conv_backend)(x)
+        y = jnn.Conv(
+            self.features, k3, strides=self.strides, use_bias=False, backend=self.conv_backend
+        )(x)
         y = nn.relu(normalize(y, self.norm, train))
         y = jnn.Conv(self.features, k3, use_bias=False, backend=self.conv_backend)(y)
         y = normalize(y, self.norm, train)
         if self.strides != 1 or x.shape[-1] != self.features:
             # projection shortcut (option B)
-            x = jnn.Conv(self.features, k1, strides=self.strides, use_bias=False, backend=self.conv_backend)(x)
+            x = jnn.Conv(
+                self.features, k1, strides=self.strides, use_bias=False, backend=self.conv_backend
+            )(x)
             x = normalize(x, self.norm, train)
         return nn.relu(x + y)
 
@@ -65,7 +69,9 @@ def _cifar(depth: int):
         return ResNet(num_classes, (16, 32, 64), (per_stage,) * 3, 16, norm, conv_backend)
 
     make.__name__ = f"resnet{depth}"
-    make.__doc__ = f"CIFAR ResNet-{depth}: 3 stages of {(depth - 2) // 6} basic blocks (16/32/64 channels)."
+    make.__doc__ = (
+        f"CIFAR ResNet-{depth}: 3 stages of {(depth - 2) // 6} basic blocks (16/32/64 channels)."
+    )
     return make
 
 

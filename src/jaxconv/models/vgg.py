@@ -38,12 +38,17 @@ class VGG(nn.Module):
         if self.head not in HEADS:
             raise ValueError(f"`head` (={self.head!r}) must be one of {HEADS}")
         if len(self.widths) != len(self.stages):
-            raise ValueError(f"`widths` ({len(self.widths)}) and `stages` ({len(self.stages)}) must have the same length")
+            raise ValueError(
+                f"`widths` ({len(self.widths)}) and `stages` "
+                f"({len(self.stages)}) must have the same length"
+            )
         act = activation(self.activation)
         n = x.ndim - 2
         for width, depth in zip(self.widths, self.stages):
             for _ in range(depth):
-                x = jnn.Conv(width, (3,) * n, use_bias=self.norm == "none", backend=self.conv_backend)(x)
+                x = jnn.Conv(
+                    width, (3,) * n, use_bias=self.norm == "none", backend=self.conv_backend
+                )(x)
                 x = act(normalize(x, self.norm, train))
             if all(s >= 2 for s in x.shape[1:-1]):
                 x = jnn.MaxPool(window=(2,) * n, backend=self.conv_backend)(x)

@@ -93,13 +93,24 @@ class Conv(nn.Module):
             )
         shape = (*ks, cin // self.feature_group_count, self.features)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         padding, mode = _padding(self.padding, self.padding_mode)
         y = ops.conv(
-            x, kernel, stride=self.strides, padding=padding, dilation=self.kernel_dilation,
-            input_dilation=self.input_dilation, groups=self.feature_group_count,
-            padding_mode=mode, backend=self.backend, precision=self.precision,
+            x,
+            kernel,
+            stride=self.strides,
+            padding=padding,
+            dilation=self.kernel_dilation,
+            input_dilation=self.input_dilation,
+            groups=self.feature_group_count,
+            padding_mode=mode,
+            backend=self.backend,
+            precision=self.precision,
         )
         if bias is not None:
             y = y + bias
@@ -142,15 +153,27 @@ class ConvTranspose(nn.Module):
         x, unbatched = _batched(jnp.asarray(x), len(ks), "ConvTranspose")
         g = self.feature_group_count
         if self.features % g:
-            raise ValueError(f"`feature_group_count` (={g}) must divide `features` (={self.features})")
+            raise ValueError(
+                f"`feature_group_count` (={g}) must divide `features` (={self.features})"
+            )
         shape = (*ks, x.shape[-1], self.features // g)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = ops.conv_transpose(
-            x, kernel, stride=self.strides, padding=self.padding,
-            output_padding=self.output_padding, dilation=self.kernel_dilation, groups=g,
-            backend=self.backend, precision=self.precision,
+            x,
+            kernel,
+            stride=self.strides,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.kernel_dilation,
+            groups=g,
+            backend=self.backend,
+            precision=self.precision,
         )
         if bias is not None:
             y = y + bias

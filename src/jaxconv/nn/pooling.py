@@ -21,8 +21,13 @@ class _WindowPool(nn.Module):
     backend: str = "auto"
 
     def _kwargs(self) -> dict:
-        return dict(stride=self.strides, padding=self.padding, dilation=self.dilation,
-                    ceil_mode=self.ceil_mode, backend=self.backend)
+        return dict(
+            stride=self.strides,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+            backend=self.backend,
+        )
 
 
 class MaxPool(_WindowPool):
@@ -50,7 +55,9 @@ class AvgPool(_WindowPool):
     count_include_pad: bool = True
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return ops.avg_pool(x, self.window, count_include_pad=self.count_include_pad, **self._kwargs())
+        return ops.avg_pool(
+            x, self.window, count_include_pad=self.count_include_pad, **self._kwargs()
+        )
 
 
 class LPPool(_WindowPool):

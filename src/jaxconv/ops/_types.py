@@ -20,6 +20,15 @@ class ConvCore(Protocol):
     canonical per-axis options (the front end in :mod:`jaxconv.ops.conv` has validated
     them). ``x`` is ``(N, *spatial, C_in)``, ``kernel`` ``(*k, C_in // groups, C_out)``."""
 
-    def __call__(self, x: jnp.ndarray, kernel: jnp.ndarray, *, strides: tuple[int, ...],
-                 dilation: tuple[int, ...], input_dilation: tuple[int, ...], groups: int, pads: Pads,
-                 precision: Any = None) -> jnp.ndarray: ...
+    def __call__(
+        self,
+        x: jnp.ndarray,
+        kernel: jnp.ndarray,
+        *,
+        strides: tuple[int, ...],
+        dilation: tuple[int, ...],
+        input_dilation: tuple[int, ...],
+        groups: int,
+        pads: Pads,
+        precision: Any = None,
+    ) -> jnp.ndarray: ...

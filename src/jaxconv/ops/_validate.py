@@ -74,13 +74,9 @@ def padding_modes(mode: Any, n: int, name: str = "padding_mode") -> tuple[str, .
     """One padding mode per spatial axis."""
     modes = (mode,) * n if isinstance(mode, str) else mode
     if not isinstance(modes, Sequence) or not all(isinstance(m, str) for m in modes):
-        raise TypeError(
-            f"`{name}` (={mode!r}) must be a string or a sequence of {n} strings"
-        )
+        raise TypeError(f"`{name}` (={mode!r}) must be a string or a sequence of {n} strings")
     if len(modes) != n:
-        raise ValueError(
-            f"`{name}` (={mode!r}) must have one entry per spatial axis ({n})"
-        )
+        raise ValueError(f"`{name}` (={mode!r}) must have one entry per spatial axis ({n})")
     for m in modes:
         if m not in PADDING_MODES:
             raise ValueError(f"`{name}` (={m!r}) must be one of {PADDING_MODES}")

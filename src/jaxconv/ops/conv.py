@@ -38,7 +38,9 @@ def operands(
         last = (0, 1) if transpose else (1, 0)
         kernel = jnp.transpose(kernel, (*range(2, n + 2), *last))
     if any(k < 1 for k in kernel.shape[:n]):
-        raise ValueError(f"`kernel` spatial size {tuple(kernel.shape[:n])} must be >= 1 on every axis")
+        raise ValueError(
+            f"`kernel` spatial size {tuple(kernel.shape[:n])} must be >= 1 on every axis"
+        )
     dtype = jnp.result_type(x, kernel)
     if not jnp.issubdtype(dtype, jnp.inexact):
         dtype = jnp.result_type(float)
@@ -90,7 +92,10 @@ def _transpose_pads(padding, output_padding, in_sizes, ksize, strides, dil) -> V
             )
     eff = V.effective_kernel(ksize, dil)
     core_pads = tuple((e - 1 - lo, e - 1 - hi + o) for e, (lo, hi), o in zip(eff, pads, opad))
-    out = [(size - 1) * s + e + lo + hi - 2 * (e - 1) for size, s, e, (lo, hi) in zip(in_sizes, strides, eff, core_pads)]
+    out = [
+        (size - 1) * s + e + lo + hi - 2 * (e - 1)
+        for size, s, e, (lo, hi) in zip(in_sizes, strides, eff, core_pads)
+    ]
     if any(o < 1 for o in out) or 0 in in_sizes:
         raise ValueError(
             f"`padding` (={padding!r}) leaves an empty output {tuple(out)} for input "
@@ -176,8 +181,21 @@ def conv(
         idil = (1,) * n
     x, pads = apply_modes(x, pads, modes)
     if backend == "auto":
-        name = select(ConvProblem(ksize, kernel.shape[-2], kernel.shape[-1], groups, strides, dil, idil,
-                                  x.shape[0], x.shape[1:-1], x.dtype, platform_of(x, kernel)))
+        name = select(
+            ConvProblem(
+                ksize,
+                kernel.shape[-2],
+                kernel.shape[-1],
+                groups,
+                strides,
+                dil,
+                idil,
+                x.shape[0],
+                x.shape[1:-1],
+                x.dtype,
+                platform_of(x, kernel),
+            )
+        )
     else:
         name = backend
     y = BACKENDS[_nonempty_or_lax(name, x, kernel)](
@@ -254,8 +272,22 @@ def conv_transpose(
     k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
     ones = (1,) * n
     if backend == "auto":
-        name = select(ConvProblem(ksize, cin // groups, groups * cout_g, groups, ones, dil, strides, y.shape[0],
-                                  y.shape[1:-1], y.dtype, platform_of(y, kernel), transposed=True))
+        name = select(
+            ConvProblem(
+                ksize,
+                cin // groups,
+                groups * cout_g,
+                groups,
+                ones,
+                dil,
+                strides,
+                y.shape[0],
+                y.shape[1:-1],
+                y.dtype,
+                platform_of(y, kernel),
+                transposed=True,
+            )
+        )
     else:
         name = backend
     x = BACKENDS[_nonempty_or_lax(name, y, k)](

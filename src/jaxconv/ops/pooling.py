@@ -77,7 +77,9 @@ def _reduce_lax(x, init, op, g: _Geometry):
     n = x.ndim - 2
     return lax.reduce_window(
         x,
-        np.array(init, x.dtype),  # a concrete constant: lax picks its differentiable monoid reducers
+        np.array(
+            init, x.dtype
+        ),  # a concrete constant: lax picks its differentiable monoid reducers
         op,
         (1, *g.window, 1),
         (1, *g.strides, 1),
@@ -99,8 +101,13 @@ def _sum_by_convolution(x, g: _Geometry, backend: str):
     c = x.shape[-1]
     kernel = jnp.ones((*g.window, 1, c), x.dtype)
     return BACKENDS[backend](
-        x, kernel, strides=g.strides, dilation=g.dilation, input_dilation=(1,) * n,
-        groups=c, pads=g.full_pads,
+        x,
+        kernel,
+        strides=g.strides,
+        dilation=g.dilation,
+        input_dilation=(1,) * n,
+        groups=c,
+        pads=g.full_pads,
     )
 
 
@@ -198,8 +205,14 @@ def min_pool(
     """
     x = V.check_array(x, "x")
     return -max_pool(
-        -x, window, stride=stride, padding=padding, dilation=dilation,
-        ceil_mode=ceil_mode, layout=layout, backend=backend,
+        -x,
+        window,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        layout=layout,
+        backend=backend,
     )
 
 
@@ -288,7 +301,9 @@ def lp_pool(
         x = x.astype(jnp.result_type(float))
     # The root turns the FFT's absolute rounding (~1e-8 of the largest power) into
     # ~1e-4 on windows of zeros, so the fft backend sums these windows directly.
-    total = _reduce(x**norm_type, "sum", g, "window" if backend in POOLS_BY_CONVOLUTION else backend)
+    total = _reduce(
+        x**norm_type, "sum", g, "window" if backend in POOLS_BY_CONVOLUTION else backend
+    )
     return _back(total ** (1.0 / norm_type), layout)
 
 
@@ -337,13 +352,16 @@ def _adaptive(x, output_size, layout, reduce: Callable) -> jnp.ndarray:
     return _back(x, layout)
 
 
-def adaptive_avg_pool(x: Any, output_size: int | Sequence[int | None], *, layout: str = "channels_last") -> jnp.ndarray:
+def adaptive_avg_pool(
+    x: Any, output_size: int | Sequence[int | None], *, layout: str = "channels_last"
+) -> jnp.ndarray:
     """Average over ``output_size`` bins per axis (PyTorch's ``AdaptiveAvgPool``).
 
     >>> import jax.numpy as jnp
     >>> adaptive_avg_pool(jnp.arange(5.0).reshape(1, 5, 1), 3)[0, :, 0].tolist()
     [0.5, 2.0, 3.5]
     """
+
     def mean(part, axis):
         if not jnp.issubdtype(part.dtype, jnp.inexact):
             part = part.astype(jnp.result_type(float))
@@ -352,7 +370,9 @@ def adaptive_avg_pool(x: Any, output_size: int | Sequence[int | None], *, layout
     return _adaptive(x, output_size, layout, mean)
 
 
-def adaptive_max_pool(x: Any, output_size: int | Sequence[int | None], *, layout: str = "channels_last") -> jnp.ndarray:
+def adaptive_max_pool(
+    x: Any, output_size: int | Sequence[int | None], *, layout: str = "channels_last"
+) -> jnp.ndarray:
     """Maximum over ``output_size`` bins per axis (PyTorch's ``AdaptiveMaxPool``).
 
     >>> import jax.numpy as jnp
@@ -368,8 +388,10 @@ def _global(x, layout, reduce):
     V.check_rank(x, "x", minimum=3, what="(N, *spatial, C) or (N, C, *spatial)")
     axes = tuple(range(2, x.ndim)) if layout == "channels_first" else tuple(range(1, x.ndim - 1))
     if any(x.shape[a] == 0 for a in axes):
-        raise ValueError(f"`x` has shape {tuple(x.shape)}: global pooling needs every spatial "
-                         "axis to be non-empty")
+        raise ValueError(
+            f"`x` has shape {tuple(x.shape)}: global pooling needs every spatial "
+            "axis to be non-empty"
+        )
     return reduce(x, axes)
 
 

@@ -40,7 +40,9 @@ def _operands(a: Any, v: Any, mode: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
     return a.astype(dtype), v.astype(dtype)
 
 
-def _convolve(a: jnp.ndarray, v: jnp.ndarray, mode: str, backend: str, precision: Any) -> jnp.ndarray:
+def _convolve(
+    a: jnp.ndarray, v: jnp.ndarray, mode: str, backend: str, precision: Any
+) -> jnp.ndarray:
     if mode == "valid":
         if all(s >= t for s, t in zip(a.shape, v.shape)):
             pass
@@ -60,7 +62,9 @@ def _convolve(a: jnp.ndarray, v: jnp.ndarray, mode: str, backend: str, precision
         pads = ((0, 0),) * n
     ones = (1,) * n
     if backend == "auto":
-        name = select(ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype=a.dtype, platform=platform_of(a, v)))
+        name = select(
+            ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype=a.dtype, platform=platform_of(a, v))
+        )
     else:
         name = backend
     kernel = jnp.flip(v)[..., None, None]

@@ -48,8 +48,11 @@ class Run:
 
     @property
     def settings(self) -> set[str]:
-        return {o for o in self.overrides if o.split("=", 1)[0].lstrip("+~") not in IGNORED_KEYS
-                and not o.startswith("hydra.")}
+        return {
+            o
+            for o in self.overrides
+            if o.split("=", 1)[0].lstrip("+~") not in IGNORED_KEYS and not o.startswith("hydra.")
+        }
 
 
 class CorruptFile(ValueError):
@@ -64,7 +67,10 @@ def _curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
         rows = read_metrics(metrics_csv)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
         raise CorruptFile(f"{metrics_csv} is corrupt ({err})") from err
-    return {split: [(r["step"], r["accuracy"]) for r in rows if r["split"] == split] for split in ("train", "val")}
+    return {
+        split: [(r["step"], r["accuracy"]) for r in rows if r["split"] == split]
+        for split in ("train", "val")
+    }
 
 
 def _json_object(path: Path) -> dict | None:
@@ -88,7 +94,9 @@ def _overrides(job: Path) -> list[str]:
         loaded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise CorruptFile(f"{path} is corrupt ({type(err).__name__})") from err
-    if loaded is not None and not (isinstance(loaded, list) and all(isinstance(o, str) for o in loaded)):
+    if loaded is not None and not (
+        isinstance(loaded, list) and all(isinstance(o, str) for o in loaded)
+    ):
         raise CorruptFile(f"{path} is corrupt (not a list of overrides)")
     return list(loaded or [])
 
@@ -126,8 +134,12 @@ def collect_runs(sweep_dir: str | Path) -> list[Run]:
 
     runs = [_read_job(job) for job in sorted(dirs, key=natural)]
     common = set.intersection(*(r.settings for r in runs)) if runs else set()
-    return [dataclasses.replace(run, config=" ".join(sorted(run.settings - common)) or "(all runs alike)")
-            for run in runs]
+    return [
+        dataclasses.replace(
+            run, config=" ".join(sorted(run.settings - common)) or "(all runs alike)"
+        )
+        for run in runs
+    ]
 
 
 def common_settings(runs: list[Run]) -> list[str]:
@@ -149,9 +161,12 @@ def summarize_runs(runs: list[Run], metric: str = "test_accuracy") -> list[dict]
     rows = []
     for config, members in groups.items():
         ok = [r for r in members if r.status == "ok"]
-        row = {"config": config, "runs": len(members),
-               **{status: sum(r.status == status for r in members) for status in STATUSES},
-               "seeds": " ".join(str(r.result.get("seed", "?")) for r in ok)}
+        row = {
+            "config": config,
+            "runs": len(members),
+            **{status: sum(r.status == status for r in members) for status in STATUSES},
+            "seeds": " ".join(str(r.result.get("seed", "?")) for r in ok),
+        }
         for name in METRICS:
             row[f"{name}_mean"], row[f"{name}_std"] = _mean_std([r.result.get(name) for r in ok])
         rows.append(row)
@@ -169,17 +184,24 @@ def _fmt(mean: float, std: float, percent: bool) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}" if percent else f"{mean:.4g} ± {std:.2g}"
 
 
-def markdown(rows: list[dict], metric: str, common: list[str] = (), problems: list[str] = ()) -> str:
-    lines = [f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.", "",
-             f"| config | test accuracy (%) | test loss | val accuracy (%) | wall s | {' / '.join(STATUSES)} | best |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+def markdown(
+    rows: list[dict], metric: str, common: list[str] = (), problems: list[str] = ()
+) -> str:
+    lines = [
+        f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.",
+        "",
+        "| config | test accuracy (%) | test loss | val accuracy "
+        f"(%) | wall s | {' / '.join(STATUSES)} | best |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         lines.append(
             f"| {r['config']} | {_fmt(r['test_accuracy_mean'], r['test_accuracy_std'], True)} | "
             f"{_fmt(r['test_loss_mean'], r['test_loss_std'], False)} | "
             f"{_fmt(r['val_accuracy_mean'], r['val_accuracy_std'], True)} | "
             f"{_fmt(r['wall_seconds_mean'], r['wall_seconds_std'], False)} | "
-            f"{' / '.join(str(r[s]) for s in STATUSES)} | {'**best**' if r.get('best') else ''} |")
+            f"{' / '.join(str(r[s]) for s in STATUSES)} | {'**best**' if r.get('best') else ''} |"
+        )
     lines.append("")
     lines.append(f"mean ± std over the ok runs (seeds pooled); best by {metric}.")
     if problems:
@@ -189,8 +211,12 @@ def markdown(rows: list[dict], metric: str, common: list[str] = (), problems: li
 
 def problems(runs: list[Run], sweep_dir: Path) -> list[str]:
     """One line per refused or corrupt job, naming its directory."""
-    return [f"{run.path.relative_to(sweep_dir) if run.path != sweep_dir else run.path.name}: {run.problem}"
-            for run in runs if run.problem is not None]
+    return [
+        f"{run.path.relative_to(sweep_dir) if run.path != sweep_dir else run.path.name}: "
+        f"{run.problem}"
+        for run in runs
+        if run.problem is not None
+    ]
 
 
 def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
@@ -216,19 +242,30 @@ def plot_curves(runs: list[Run], out: Path) -> None:
     configs = sorted({r.config for r in runs})
     cmap = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, split, title in ((axes[0], "train", "training accuracy (batches since the last eval)"),
-                             (axes[1], "val", "validation accuracy")):
+    for ax, split, title in (
+        (axes[0], "train", "training accuracy (batches since the last eval)"),
+        (axes[1], "val", "validation accuracy"),
+    ):
         for i, config in enumerate(configs):
             members = [r for r in runs if r.config == config and r.curves.get(split)]
             for j, run in enumerate(members):
                 steps, acc = zip(*run.curves[split])
-                ax.plot(steps, acc, color=cmap(i % 10), alpha=0.8, lw=1.2, label=config if j == 0 else None)
+                ax.plot(
+                    steps,
+                    acc,
+                    color=cmap(i % 10),
+                    alpha=0.8,
+                    lw=1.2,
+                    label=config if j == 0 else None,
+                )
         ax.set(xlabel="step", title=title)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         else:
-            ax.text(0.5, 0.5, f"no {split} rows in metrics.csv", ha="center", transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, f"no {split} rows in metrics.csv", ha="center", transform=ax.transAxes
+            )
     axes[0].set_ylabel("accuracy")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -240,13 +277,18 @@ def summarize(sweep_dir: str | Path, metric: str = "test_accuracy") -> tuple[lis
     sweep_dir = Path(sweep_dir)
     runs = collect_runs(sweep_dir)
     if not runs:
-        raise FileNotFoundError(f"no job directories (with .hydra/ or result.json) under {sweep_dir}")
+        raise FileNotFoundError(
+            f"no job directories (with .hydra/ or result.json) under {sweep_dir}"
+        )
     rows = summarize_runs(runs, metric)
     table = markdown(rows, metric, common_settings(runs), problems(runs, sweep_dir))
     (sweep_dir / "summary.md").write_text(f"# Summary of {sweep_dir.name}\n\n{table}\n")
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
-        fields = ["config", "runs", *STATUSES, "seeds"] + [
-            f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["best"]
+        fields = (
+            ["config", "runs", *STATUSES, "seeds"]
+            + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+            + ["best"]
+        )
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in rows:

@@ -40,8 +40,13 @@ class ModelMismatch(ValueError):
 
 
 def _pytree(state: TrainState) -> dict:
-    return {"params": state.params, "batch_stats": state.batch_stats, "opt_state": state.opt_state,
-            "step": state.step, "rng": state.rng}
+    return {
+        "params": state.params,
+        "batch_stats": state.batch_stats,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "rng": state.rng,
+    }
 
 
 def _key_name(key: Any) -> str:
@@ -53,19 +58,30 @@ def _key_name(key: Any) -> str:
 
 def array_layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     """``{"params/Conv_0/kernel": (shape, dtype), ...}`` for a state or its checkpoint metadata."""
-    return {"/".join(_key_name(k) for k in path): (tuple(np.shape(leaf)), str(getattr(leaf, "dtype", "")))
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {
+        "/".join(_key_name(k) for k in path): (
+            tuple(np.shape(leaf)),
+            str(getattr(leaf, "dtype", "")),
+        )
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 def layout_mismatch(saved: dict, model: dict) -> str | None:
     """The first difference between two :func:`array_layout` dicts, in words (None if equal)."""
+
     def order(keys):  # the parameters first: they name the layers a reader knows
         return sorted(keys, key=lambda k: (not k.startswith("params/"), k))
 
     problems = [f"{k} is not in the checkpoint" for k in order(set(model) - set(saved))]
-    problems += [f"{k} is in the checkpoint but not in the model" for k in order(set(saved) - set(model))]
-    problems += [f"{k} has shape {saved[k][0]} in the checkpoint, {model[k][0]} in the model"
-                 for k in order(set(saved) & set(model)) if saved[k][0] != model[k][0]]
+    problems += [
+        f"{k} is in the checkpoint but not in the model" for k in order(set(saved) - set(model))
+    ]
+    problems += [
+        f"{k} has shape {saved[k][0]} in the checkpoint, {model[k][0]} in the model"
+        for k in order(set(saved) & set(model))
+        if saved[k][0] != model[k][0]
+    ]
     if not problems:
         return None
     more = f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""
@@ -77,8 +93,8 @@ def _quiet_failures() -> Iterator[None]:
     """Hold back what a failed TensorStore read leaves behind: tracebacks of its callbacks
     into Orbax's closed event loop (written to ``sys.stderr`` from TensorStore's threads
     within milliseconds of the failure), asyncio's "Future exception was never retrieved"
-    records, Orbax's logged errors and "Exception ignored" reports. The restore reports each failure itself,
-    in one line."""
+    records, Orbax's logged errors and "Exception ignored" reports. The restore reports
+    each failure itself, in one line."""
     logs = [logging.getLogger(name) for name in ("asyncio", "absl")]  # absl: Orbax's own errors
     levels, hook, stderr = [log.level for log in logs], sys.unraisablehook, sys.stderr
     held = io.StringIO()
@@ -92,8 +108,12 @@ def _quiet_failures() -> Iterator[None]:
         _until_quiet(held)
         # The failed read's coroutines stay referenced until the interpreter exits, which
         # then warns of each; they were reported as this failure already.
-        warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
-        if not any(isinstance(f, _FailedReadFilter) for f in logs[0].filters):  # and its futures, later
+        warnings.filterwarnings(
+            "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
+        )
+        if not any(
+            isinstance(f, _FailedReadFilter) for f in logs[0].filters
+        ):  # and its futures, later
             logs[0].addFilter(_FailedReadFilter())
         raise
     finally:
@@ -135,10 +155,16 @@ class Checkpoints:
         self.base = Path(run_dir).absolute() / "checkpoints"
         options = dict(enable_async_checkpointing=False, create=True)
         handler = ocp.StandardCheckpointHandler  # lets a new process read a step's metadata
-        self.last = ocp.CheckpointManager(self.base / "last", item_handlers=handler(),
-                                          options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
-        self.best = ocp.CheckpointManager(self.base / "best", item_handlers=handler(),
-                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+        self.last = ocp.CheckpointManager(
+            self.base / "last",
+            item_handlers=handler(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options),
+        )
+        self.best = ocp.CheckpointManager(
+            self.base / "best",
+            item_handlers=handler(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, **options),
+        )
         self.manifest = self.base / "manifest"
         self.manifest.mkdir(parents=True, exist_ok=True)
         self.best_metric = -np.inf
@@ -148,12 +174,16 @@ class Checkpoints:
         tmp = path.with_suffix(".json.tmp")
         payload = {"step": step, "params_sha256": digest}
         if extras is not None:
-            payload["extras"] = {k: {"dtype": str(np.asarray(v).dtype), "values": np.asarray(v).tolist()}
-                                 for k, v in extras.items()}
+            payload["extras"] = {
+                k: {"dtype": str(np.asarray(v).dtype), "values": np.asarray(v).tolist()}
+                for k, v in extras.items()
+            }
         tmp.write_text(json.dumps(payload))
         os.replace(tmp, path)
 
-    def save(self, state: TrainState, *, metric: float | None = None, extras: dict | None = None) -> None:
+    def save(
+        self, state: TrainState, *, metric: float | None = None, extras: dict | None = None
+    ) -> None:
         step = int(state.step)
         digest = params_sha256(state.params)
         tree = _pytree(state)
@@ -169,7 +199,9 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.last.latest_step()
 
-    def restore(self, state: TrainState, *, which: str = "last", log=None) -> tuple[TrainState, dict | None]:
+    def restore(
+        self, state: TrainState, *, which: str = "last", log=None
+    ) -> tuple[TrainState, dict | None]:
         """The newest readable, uncorrupted checkpoint, restored into ``state``'s structure.
 
         Returns the state and the extras saved with it (None if there were none). Each step
@@ -191,14 +223,18 @@ class Checkpoints:
                 reasons.append(f"checkpoint at step {step} has parameters of another model: {err}")
             except Exception as err:  # unreadable files, a wrong hash
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                reasons.append(f"checkpoint at step {step} is unreadable or corrupt ({first[:200]})")
+                reasons.append(
+                    f"checkpoint at step {step} is unreadable or corrupt ({first[:200]})"
+                )
             else:
                 return state.replace(**tree), extras
             if i + 1 < len(steps):
                 log(f"{reasons[-1]}; falling back to step {steps[i + 1]}")
         if not reasons:
             raise CheckpointError(f"no checkpoint in {manager.directory}")
-        raise CheckpointError(f"no usable checkpoint in {manager.directory} (files kept): " + "; ".join(reasons))
+        raise CheckpointError(
+            f"no usable checkpoint in {manager.directory} (files kept): " + "; ".join(reasons)
+        )
 
     @staticmethod
     def _check_layout(manager: ocp.CheckpointManager, step: int, abstract: Any) -> None:

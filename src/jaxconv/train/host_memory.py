@@ -4,8 +4,9 @@ XLA on CPU gives every run of a compiled step one fresh scratch buffer (activati
 patch matrices, gradients: 74 MiB for the classic MNIST net at batch 128) and frees it
 when the step ends. glibc hands such large blocks back to the kernel (``munmap``), so
 the next step writes to brand-new pages and takes a page fault for every 4 KiB of them
-(counts and kernel time per step: ``docs/performance-notes.md``). Keeping the freed memory in the process instead makes
-those steps fault-free (``benchmarks/train_step.py --host-memory`` shows the effect).
+(counts and kernel time per step: ``docs/performance-notes.md``). Keeping the freed
+memory in the process instead makes those steps fault-free
+(``benchmarks/train_step.py --host-memory`` shows the effect).
 
 :func:`reuse_host_memory` sets glibc's allocator, through ``mallopt``, to
 

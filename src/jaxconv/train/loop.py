@@ -41,7 +41,9 @@ class History:
         return rows[-1] if rows else None
 
 
-def evaluate(state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict[str, float]:
+def evaluate(
+    state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 512
+) -> dict[str, float]:
     """Mean loss and accuracy of ``state`` on ``(x, y)`` in eval mode."""
     if len(x) == 0:
         return {"loss": float("nan"), "accuracy": float("nan")}
@@ -93,18 +95,27 @@ class _MetricsBuffer:
         self._flush()
         if self.first_nonfinite is not None:
             step, value = self.first_nonfinite
-            kept = f"last finite checkpoint: step {last_checkpoint}" if last_checkpoint else "no checkpoint kept"
+            kept = (
+                f"last finite checkpoint: step {last_checkpoint}"
+                if last_checkpoint
+                else "no checkpoint kept"
+            )
             raise Diverged(f"non-finite loss ({value}) at training step {step}; {kept}")
 
     def means(self) -> tuple[float, float]:
         self._flush()
         k = self.count
-        return float(np.mean(self.loss[:k], dtype=np.float64)), float(np.mean(self.accuracy[:k], dtype=np.float64))
+        return float(np.mean(self.loss[:k], dtype=np.float64)), float(
+            np.mean(self.accuracy[:k], dtype=np.float64)
+        )
 
     def extras(self) -> dict:
         self._flush()
-        return {"window_loss": self.loss.copy(), "window_accuracy": self.accuracy.copy(),
-                "window_count": np.array([self.count], np.int32)}
+        return {
+            "window_loss": self.loss.copy(),
+            "window_accuracy": self.accuracy.copy(),
+            "window_count": np.array([self.count], np.int32),
+        }
 
     def load(self, extras: dict | None) -> None:
         if extras is None:
@@ -120,17 +131,24 @@ class _MetricsBuffer:
 
 @jax.jit
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    leaves = [
+        jnp.isfinite(leaf).all()
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _save(ckpt: Checkpoints, state: TrainState, buffer: _MetricsBuffer, metric: float | None) -> None:
+def _save(
+    ckpt: Checkpoints, state: TrainState, buffer: _MetricsBuffer, metric: float | None
+) -> None:
     """Checkpoint ``state`` unless training has diverged: a saved step is always finite."""
     buffer.check_finite(ckpt.latest_step())
     if not bool(_all_finite((state.params, state.batch_stats))):
-        raise Diverged(f"non-finite parameters after training step {int(state.step)} "
-                       f"(non-finite loss or gradient); last finite checkpoint: step {ckpt.latest_step()}")
+        raise Diverged(
+            f"non-finite parameters after training step {int(state.step)} "
+            f"(non-finite loss or gradient); last finite checkpoint: step {ckpt.latest_step()}"
+        )
     ckpt.save(state, metric=metric, extras=buffer.extras())
 
 
@@ -179,7 +197,11 @@ class FitOptions:
 
 def total_steps(n_train: int, options: FitOptions) -> int:
     """The steps a run takes: ``max_steps``, else ``epochs`` passes of full batches."""
-    return options.max_steps if options.max_steps else options.epochs * steps_per_epoch(n_train, options.batch_size)
+    return (
+        options.max_steps
+        if options.max_steps
+        else options.epochs * steps_per_epoch(n_train, options.batch_size)
+    )
 
 
 def fit(
@@ -224,18 +246,32 @@ def fit(
         raise ValueError(f"`batch_size` (={o.batch_size}) must be >= 1")
     total = total_steps(len(data.x_train), o)
     if total < 1:
-        raise ValueError(f"training must take at least one step (epochs={o.epochs}, max_steps={o.max_steps})")
+        raise ValueError(
+            f"training must take at least one step (epochs={o.epochs}, max_steps={o.max_steps})"
+        )
     if run_dir is not None and not o.resume:
         refuse_to_overwrite(Path(run_dir))
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
     buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
-    state, history = _restore(create_state(model, data.x_train, optimizer, o.seed), ckpt, buffer, o.resume)
+    state, history = _restore(
+        create_state(model, data.x_train, optimizer, o.seed), ckpt, buffer, o.resume
+    )
     if should_stop is not None and should_stop():  # asked to stop before anything was written
         raise Interrupted(should_stop(), None, False)
     if on_start is not None:
         on_start()
-    loop = _Loop(data, o, total, buffer, ckpt, history, run_dir, make_train_step(o.label_smoothing), int(state.step))
+    loop = _Loop(
+        data,
+        o,
+        total,
+        buffer,
+        ckpt,
+        history,
+        run_dir,
+        make_train_step(o.label_smoothing),
+        int(state.step),
+    )
     try:
         for step in range(int(state.step), total):
             if should_stop is not None and should_stop():
@@ -275,15 +311,30 @@ class _Loop:
         self.per_epoch = steps_per_epoch(len(data.x_train), options.batch_size)
         self.eval_every = options.eval_every or self.per_epoch
         show = options.progress and sys.stderr.isatty()
-        self.bar = tqdm(total=total, initial=start, disable=not show, unit="step", dynamic_ncols=True, desc=data.name)
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            disable=not show,
+            unit="step",
+            dynamic_ncols=True,
+            desc=data.name,
+        )
         self.clock = time.perf_counter()
 
     def step(self, state: TrainState, step: int) -> TrainState:
         o, n = self.o, len(self.data.x_train)
         epoch, in_epoch = divmod(step, self.per_epoch)
         idx = batch_indices(n, o.batch_size, o.seed, epoch, in_epoch)
-        xb = augment(self.data.x_train[idx], shift=o.augment_shift, flip=o.augment_flip, seed=o.seed, step=step)
-        state, metrics = self.train_step(state, jnp.asarray(xb), jnp.asarray(self.data.y_train[idx]))
+        xb = augment(
+            self.data.x_train[idx],
+            shift=o.augment_shift,
+            flip=o.augment_flip,
+            seed=o.seed,
+            step=step,
+        )
+        state, metrics = self.train_step(
+            state, jnp.asarray(xb), jnp.asarray(self.data.y_train[idx])
+        )
         done = step + 1
         self.buffer.add(metrics, len(idx), done)
         if done % 25 == 0 or done == self.total:
@@ -293,9 +344,13 @@ class _Loop:
         if at_eval:
             self._evaluate(state, done)
         every = o.checkpoint_every
-        if self.ckpt is not None and ((every is None and at_eval) or (every and done % every == 0) or done == self.total):
+        if self.ckpt is not None and (
+            (every is None and at_eval) or (every and done % every == 0) or done == self.total
+        ):
             val_row = self.history.last("val")
-            metric = val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
+            metric = (
+                val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
+            )
             _save(self.ckpt, state, self.buffer, metric)
         return state
 
@@ -304,15 +359,23 @@ class _Loop:
         if not np.isfinite(loss):
             self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
         rate = self.buffer.images / max(time.perf_counter() - self.clock, 1e-9)
-        self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", img_s=f"{rate:.0f}")
+        self.bar.set_postfix(
+            loss=f"{loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", img_s=f"{rate:.0f}"
+        )
 
     def _evaluate(self, state: TrainState, done: int) -> None:
         self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
         seconds = time.perf_counter() - self.clock
         loss, accuracy = self.buffer.means()
         epoch = done // self.per_epoch
-        self.history.add(step=done, epoch=epoch, split="train", loss=loss, accuracy=accuracy,
-                         images_per_s=self.buffer.images / seconds if seconds > 0 else float("nan"))
+        self.history.add(
+            step=done,
+            epoch=epoch,
+            split="train",
+            loss=loss,
+            accuracy=accuracy,
+            images_per_s=self.buffer.images / seconds if seconds > 0 else float("nan"),
+        )
         if len(self.data.x_val):
             val = evaluate(state, self.data.x_val, self.data.y_val)
             self.history.add(step=done, epoch=epoch, split="val", images_per_s="", **val)

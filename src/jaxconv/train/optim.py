@@ -8,8 +8,14 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
 
 
-def make_schedule(name: str, lr: float, total_steps: int, *, warmup_fraction: float = 0.05,
-                  final_fraction: float = 0.0) -> optax.Schedule:
+def make_schedule(
+    name: str,
+    lr: float,
+    total_steps: int,
+    *,
+    warmup_fraction: float = 0.05,
+    final_fraction: float = 0.0,
+) -> optax.Schedule:
     """``lr`` over ``total_steps``: constant, cosine decay, linear warmup + cosine, one-cycle."""
     if lr <= 0:
         raise ValueError(f"`optimizer.lr` (={lr}) must be > 0")
@@ -21,15 +27,24 @@ def make_schedule(name: str, lr: float, total_steps: int, *, warmup_fraction: fl
         return optax.cosine_decay_schedule(lr, total_steps, alpha=final_fraction)
     warmup = max(int(total_steps * warmup_fraction), 1)
     if name == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1), lr * final_fraction)
+        return optax.warmup_cosine_decay_schedule(
+            0.0, lr, warmup, max(total_steps, warmup + 1), lr * final_fraction
+        )
     if name == "one_cycle":
         return optax.cosine_onecycle_schedule(total_steps, lr, pct_start=max(warmup_fraction, 1e-3))
     raise ValueError(f"`schedule.name` (={name!r}) must be one of {SCHEDULES}")
 
 
-def make_optimizer(name: str, schedule: optax.Schedule, *, momentum: float = 0.9,
-                   weight_decay: float = 0.0, clip_norm: float | None = None,
-                   b1: float = 0.9, b2: float = 0.999) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str,
+    schedule: optax.Schedule,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> optax.GradientTransformation:
     """An Optax chain: optional global-norm clipping, then the optimizer.
 
     ``weight_decay`` is decoupled for ``adamw`` and L2 (added to the gradient) for the

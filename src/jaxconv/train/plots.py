@@ -59,14 +59,26 @@ def plot_filters(params, out: Path, max_filters: int = 32) -> Path | None:
     return out
 
 
-def plot_feature_maps(model, variables, example: np.ndarray, out: Path, max_maps: int = 32) -> Path | None:
+def plot_feature_maps(
+    model, variables, example: np.ndarray, out: Path, max_maps: int = 32
+) -> Path | None:
     """Activations of the first conv layer for one example (curves in 1-D, images in 2-D)."""
+
     def is_conv(module, method_name):
         return isinstance(module, jnn.Conv) and method_name == "__call__"
 
-    _, state = model.apply(variables, jnp.asarray(example[None]), train=False,
-                           capture_intermediates=is_conv, mutable=["intermediates"])
-    found = [leaf for leaf in jax.tree_util.tree_leaves(state.get("intermediates", {})) if np.ndim(leaf) >= 3]
+    _, state = model.apply(
+        variables,
+        jnp.asarray(example[None]),
+        train=False,
+        capture_intermediates=is_conv,
+        mutable=["intermediates"],
+    )
+    found = [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(state.get("intermediates", {}))
+        if np.ndim(leaf) >= 3
+    ]
     if not found:
         return None
     maps = np.asarray(found[0][0])  # (*spatial, C)

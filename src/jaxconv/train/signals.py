@@ -41,7 +41,9 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopFlag]:
+def stop_on_signals(
+    signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[StopFlag]:
     """Within the block, SIGINT/SIGTERM set the yielded flag instead of killing the process.
 
     Outside the main thread (where Python cannot install handlers) the flag never rises
@@ -59,7 +61,9 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
 
     # A signal the process was started ignoring (nohup, a background job of a script) stays
     # ignored, as Python itself leaves such a SIGINT alone.
-    previous = {s: signal.signal(s, handler) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
+    previous = {
+        s: signal.signal(s, handler) for s in signums if signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         yield flag
     finally:

@@ -22,12 +22,19 @@ class TrainState(train_state.TrainState):
     rng: jax.Array = struct.field(default=None)
 
 
-def create_state(model: nn.Module, example: np.ndarray, tx: optax.GradientTransformation, seed: int) -> TrainState:
+def create_state(
+    model: nn.Module, example: np.ndarray, tx: optax.GradientTransformation, seed: int
+) -> TrainState:
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
-    variables = model.init({"params": init_key, "dropout": dropout_key}, jnp.asarray(example[:1]), train=False)
+    variables = model.init(
+        {"params": init_key, "dropout": dropout_key}, jnp.asarray(example[:1]), train=False
+    )
     return TrainState.create(
-        apply_fn=model.apply, params=variables["params"], tx=tx,
-        batch_stats=variables.get("batch_stats", {}), rng=dropout_key,
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=tx,
+        batch_stats=variables.get("batch_stats", {}),
+        rng=dropout_key,
     )
 
 
@@ -48,13 +55,17 @@ def make_train_step(label_smoothing: float = 0.0):
 
         def loss_fn(params):
             mutable = ["batch_stats"] if state.batch_stats else False
-            out = state.apply_fn(variables_of(state, params), x, train=True, rngs={"dropout": key}, mutable=mutable)
+            out = state.apply_fn(
+                variables_of(state, params), x, train=True, rngs={"dropout": key}, mutable=mutable
+            )
             logits, updates = out if mutable else (out, {})
             labels = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
             return optax.softmax_cross_entropy(logits, labels).mean(), (logits, updates)
 
         (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
+        state = state.apply_gradients(
+            grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats)
+        )
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
         return state, {"loss": loss, "accuracy": accuracy}
 

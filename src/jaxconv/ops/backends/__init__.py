@@ -47,6 +47,7 @@ BACKENDS: dict[str, ConvCore] = {
 #: convolution form on any backend).
 POOLS_BY_CONVOLUTION: set[str] = {"fft"}
 
+
 def backends() -> tuple[str, ...]:
     """The backend names ``conv`` and friends accept (``"auto"`` included).
 

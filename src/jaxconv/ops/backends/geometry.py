@@ -12,9 +12,7 @@ from jax import lax
 from jaxconv.ops._types import Pads
 
 
-def pad_and_dilate(
-    x: jnp.ndarray, pads: Pads, input_dilation: tuple[int, ...]
-) -> jnp.ndarray:
+def pad_and_dilate(x: jnp.ndarray, pads: Pads, input_dilation: tuple[int, ...]) -> jnp.ndarray:
     """Zero-pad the spatial axes of channels-last ``x`` and insert input-dilation zeros."""
     zero = jnp.zeros((), x.dtype)
     config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(pads, input_dilation)), (0, 0, 0)]

@@ -85,7 +85,13 @@ def platform_of(*arrays: Any) -> str:
     for a in arrays:
         try:
             return next(iter(a.devices())).platform
-        except (AttributeError, TypeError, StopIteration, RuntimeError, jax.errors.ConcretizationTypeError):
+        except (
+            AttributeError,
+            TypeError,
+            StopIteration,
+            RuntimeError,
+            jax.errors.ConcretizationTypeError,
+        ):
             continue
     device = jax.config.jax_default_device
     if device is not None:
@@ -103,7 +109,8 @@ class CpuThresholds:
     fft_min_taps: int = 64
     #: The same for one input channel (conv_backends: the one-channel signal rows).
     fft_min_taps_one_channel: int = 16
-    #: One-channel 1-D filters up to this many taps stay on window's Toeplitz path (the 64-tap signal row ties).
+    #: One-channel 1-D filters up to this many taps stay on window's Toeplitz path (the
+    #: 64-tap signal row ties).
     window_signal_max_taps: int = 64
     #: 2 to this many input channels per group go to window (conv_backends: the RGB 3 -> 32 row).
     window_max_channels: int = 4
@@ -126,8 +133,13 @@ def _long_1d_filter(p: ConvProblem) -> bool:
     return (
         p.platform == "cpu"
         and not p.transposed
-        and window_toeplitz.toeplitz_applies((*p.kernel_size, p.in_channels, p.out_channels), p.strides, p.dilation,
-                                    p.input_dilation, p.groups)
+        and window_toeplitz.toeplitz_applies(
+            (*p.kernel_size, p.in_channels, p.out_channels),
+            p.strides,
+            p.dilation,
+            p.input_dilation,
+            p.groups,
+        )
         and p.kernel_size[0] <= limit
     )
 
@@ -160,12 +172,20 @@ def _few_channels(p: ConvProblem) -> bool:
 
 
 def _big_batch_layer(p: ConvProblem) -> bool:
-    if not (p.platform == "cpu" and not p.transposed and p.groups == 1
-            and p.batch >= CPU.window_min_batch and p.positions >= CPU.window_min_positions):
+    if not (
+        p.platform == "cpu"
+        and not p.transposed
+        and p.groups == 1
+        and p.batch >= CPU.window_min_batch
+        and p.positions >= CPU.window_min_positions
+    ):
         return False
     if any(s > 1 for s in p.strides):
         return True
-    wide = p.in_channels >= CPU.window_gemm_min_channels[0] and p.out_channels >= CPU.window_gemm_min_channels[1]
+    wide = (
+        p.in_channels >= CPU.window_gemm_min_channels[0]
+        and p.out_channels >= CPU.window_gemm_min_channels[1]
+    )
     grayscale = p.in_channels == 1 and p.out_channels > 1
     return (wide or grayscale) and all(d == 1 for d in p.input_dilation)
 
@@ -179,17 +199,39 @@ class Rule:
 
 #: Tried in order; the first that holds picks the backend.
 RULES: tuple[Rule, ...] = (
-    Rule("window", _long_1d_filter,
-         "a 1-D filter of 8-64 taps on few channels (CPU): window's block-Toeplitz matrix products"),
-    Rule("fft", _long_kernel,
-         "many taps at stride 1: FFT costs a few multiply-adds per log of the length, direct methods one per tap"),
-    Rule("window", _depthwise, "depthwise: window's fused shift-and-add beats XLA's grouped convolution"),
-    Rule("winograd", _winograd_layer,
-         "a stride-1 3x3-5x5 layer of 32+ channels in float32/64 (CPU): a quarter of the multiply-adds"),
-    Rule("window", _few_channels,
-         "2-4 input channels (an RGB first layer, CPU): shift-and-add forward, im2col kernel gradient"),
-    Rule("window", _big_batch_layer,
-         "a strided, wide or grayscale-input layer in a big batch (CPU): window's chunked im2col"),
+    Rule(
+        "window",
+        _long_1d_filter,
+        "a 1-D filter of 8-64 taps on few channels (CPU): window's block-Toeplitz matrix products",
+    ),
+    Rule(
+        "fft",
+        _long_kernel,
+        "many taps at stride 1: FFT costs a few multiply-adds "
+        "per log of the length, direct methods one per tap",
+    ),
+    Rule(
+        "window",
+        _depthwise,
+        "depthwise: window's fused shift-and-add beats XLA's grouped convolution",
+    ),
+    Rule(
+        "winograd",
+        _winograd_layer,
+        "a stride-1 3x3-5x5 layer of 32+ channels in "
+        "float32/64 (CPU): a quarter of the multiply-adds",
+    ),
+    Rule(
+        "window",
+        _few_channels,
+        "2-4 input channels (an RGB first layer, CPU): "
+        "shift-and-add forward, im2col kernel gradient",
+    ),
+    Rule(
+        "window",
+        _big_batch_layer,
+        "a strided, wide or grayscale-input layer in a big batch (CPU): window's chunked im2col",
+    ),
 )
 FALLBACK = ("lax", "everything else: XLA's convolution (cuDNN on GPU)")
 

@@ -87,7 +87,9 @@ def conv(
     if toeplitz_applies(kernel.shape, strides, dilation, input_dilation, groups):
         return window_toeplitz._signal_conv(x, kernel, tuple(pads[0]), precision)
     if window_chunked.applies(x, kernel, strides, input_dilation, groups, pads):
-        return window_chunked._chunked_conv(x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision)
+        return window_chunked._chunked_conv(
+            x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision
+        )
     x = pad_and_dilate(x, pads, input_dilation)
     slices, out = tap_slices(x, kernel_size, strides, dilation)
     batch = x.shape[0]
@@ -104,7 +106,9 @@ def conv(
         t = cols.shape[-2]
         wc = w[first : first + t]  # (t, cin_g, G, cout_g)
         if groups == 1:
-            term = jnp.dot(cols.reshape(-1, t * cin_g), wc.reshape(t * cin_g, cout), precision=precision)
+            term = jnp.dot(
+                cols.reshape(-1, t * cin_g), wc.reshape(t * cin_g, cout), precision=precision
+            )
         else:
             cols = cols.reshape(*cols.shape[:-1], groups, cin_g)
             term = jnp.einsum("...tgc,tcgo->...go", cols, wc, precision=precision)

@@ -61,7 +61,9 @@ def _patch_product(xp, w2, kernel_size, dilation, precision):
     """``im2col(xp) @ w2`` for already padded channels-last ``xp``; stride 1."""
     slices, _ = tap_slices(xp, kernel_size, (1,) * len(kernel_size), dilation)
     patches = jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
-    return lax.dot_general(patches, w2, (((patches.ndim - 1,), (0,)), ((), ())), precision=precision)
+    return lax.dot_general(
+        patches, w2, (((patches.ndim - 1,), (0,)), ((), ())), precision=precision
+    )
 
 
 def _by_batch_chunks(fn, x, bytes_per_image, min_images=1):
@@ -81,7 +83,9 @@ def _by_batch_chunks(fn, x, bytes_per_image, min_images=1):
         parts.append(fn(take(lambda a: a[:size])))
     if total > full * size:
         parts.append(fn(take(lambda a: a[full * size :])))
-    return jax.tree_util.tree_map(lambda *ys: ys[0] if len(ys) == 1 else jnp.concatenate(ys), *parts)
+    return jax.tree_util.tree_map(
+        lambda *ys: ys[0] if len(ys) == 1 else jnp.concatenate(ys), *parts
+    )
 
 
 #: The gradient map's chunks hold at least this many output positions (rows of the
@@ -104,7 +108,9 @@ def _im2col_conv(x, kernel, pads, dilation, precision):
     w2 = kernel.reshape(-1, kernel.shape[-1])
 
     def body(chunk):
-        return _patch_product(pad_and_dilate(chunk, pads, (1,) * n), w2, kernel_size, dilation, precision)
+        return _patch_product(
+            pad_and_dilate(chunk, pads, (1,) * n), w2, kernel_size, dilation, precision
+        )
 
     return _by_batch_chunks(body, x, _patch_bytes_per_image(x, kernel, pads))
 
@@ -132,23 +138,32 @@ def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
     zero = jnp.zeros((), ct.dtype)
 
     def input_gradient(cc):
-        dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision).reshape(*cc.shape[:-1], taps, cin)
+        dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision).reshape(
+            *cc.shape[:-1], taps, cin
+        )
         acc = None
         for m, tap in enumerate(itertools.product(*(range(k) for k in kernel_size))):
-            config = [(0, 0, 0), *((t * d, (k - 1 - t) * d, 0) for t, k, d in zip(tap, kernel_size, dilation)),
-                      (0, 0, 0)]
+            config = [
+                (0, 0, 0),
+                *((t * d, (k - 1 - t) * d, 0) for t, k, d in zip(tap, kernel_size, dilation)),
+                (0, 0, 0),
+            ]
             slab = lax.pad(dp[..., m, :], zero, config)
             acc = slab if acc is None else acc + slab
         return lax.pad(acc, zero, crop)
 
     def kernel_gradient(xc, cc):
-        slices, _ = tap_slices(xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2)  # (C, batch, *out)
+        slices, _ = tap_slices(
+            xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2
+        )  # (C, batch, *out)
         pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
         return jnp.dot(pt.reshape(pt.shape[0], -1), cc.reshape(-1, cout), precision=precision)[None]
 
     def body(chunk):  # (ct chunk,) or (ct chunk, x chunk)
         cc = chunk[0]
-        return tuple(input_gradient(cc) if w == "x" else kernel_gradient(chunk[1], cc) for w in wanted)
+        return tuple(
+            input_gradient(cc) if w == "x" else kernel_gradient(chunk[1], cc) for w in wanted
+        )
 
     operands = (ct,)
     if "kernel" in wanted:
@@ -156,9 +171,15 @@ def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
     # Rebuild the patches in the backward pass: without the checkpoint, linearizing
     # hoists them out as residuals and stores every chunk's patches at once.
     positions = math.prod(ct.shape[1:-1])
-    grads = _by_batch_chunks(jax.checkpoint(body), operands, _patch_bytes_per_image(x, kernel, pads),
-                             min_images=-(-GRADIENT_MIN_ROWS // max(1, positions)))
-    return tuple(g if w == "x" else sum_leading(g).reshape(kernel.shape) for w, g in zip(wanted, grads))
+    grads = _by_batch_chunks(
+        jax.checkpoint(body),
+        operands,
+        _patch_bytes_per_image(x, kernel, pads),
+        min_images=-(-GRADIENT_MIN_ROWS // max(1, positions)),
+    )
+    return tuple(
+        g if w == "x" else sum_leading(g).reshape(kernel.shape) for w, g in zip(wanted, grads)
+    )
 
 
 def sum_leading(a):
@@ -173,8 +194,9 @@ def sum_leading(a):
         return a[0]
     acc = jnp.promote_types(a.dtype, jnp.float32)
     flat = a.reshape(a.shape[0], -1).astype(acc)
-    total = lax.dot_general(jnp.ones(a.shape[:1], acc), flat, (((0,), (0,)), ((), ())),
-                            precision=lax.Precision.HIGHEST)
+    total = lax.dot_general(
+        jnp.ones(a.shape[:1], acc), flat, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST
+    )
     return total.astype(a.dtype).reshape(a.shape[1:])
 
 
@@ -192,9 +214,15 @@ def _chunked_conv_jvp(pads, dilation, precision, primals, tangents):
     # gradient map, so reverse mode (which transposes the JVP) runs _gradients itself,
     # for both operands in one pass, and forward mode still gets conv(x_dot, K) +
     # conv(x, K_dot). Symbolic zeros drop an operand (a first layer's input).
-    wanted = tuple(name for name, t in (("x", x_dot), ("kernel", kernel_dot)) if not isinstance(t, SymbolicZero))
+    wanted = tuple(
+        name
+        for name, t in (("x", x_dot), ("kernel", kernel_dot))
+        if not isinstance(t, SymbolicZero)
+    )
     if not wanted:
         return y, jnp.zeros_like(y)
     grads = jax.linear_transpose(
-        lambda ct: _gradients(x, ct, kernel, pads, dilation, precision, wanted), jax.ShapeDtypeStruct(y.shape, y.dtype))
+        lambda ct: _gradients(x, ct, kernel, pads, dilation, precision, wanted),
+        jax.ShapeDtypeStruct(y.shape, y.dtype),
+    )
     return y, grads(tuple(x_dot if w == "x" else kernel_dot for w in wanted))[0]

@@ -59,8 +59,12 @@ def _toeplitz_matrix(kernel, block):
     than the period, so each row's kernel starts one place further right."""
     taps, cin, cout = kernel.shape
     width = block + taps - 1
-    period = jnp.concatenate([kernel, jnp.zeros((block, cin, cout), kernel.dtype)])  # (taps + block, C, O)
-    rows = jnp.tile(period, (block, 1, 1))[: block * width].reshape(block, width, cin, cout)  # [r, j, c, o]
+    period = jnp.concatenate(
+        [kernel, jnp.zeros((block, cin, cout), kernel.dtype)]
+    )  # (taps + block, C, O)
+    rows = jnp.tile(period, (block, 1, 1))[: block * width].reshape(
+        block, width, cin, cout
+    )  # [r, j, c, o]
     return rows.transpose(1, 2, 0, 3).reshape(width * cin, block * cout)
 
 
@@ -89,8 +93,12 @@ def _toeplitz_conv(x, kernel, pads, precision):
     total = (blocks + spans - 1) * block
     xp = pad_and_dilate(x, ((pads[0], total - length - pads[0]),), (1,))  # whole blocks
     xb = xp.reshape(batch, blocks + spans - 1, block, cin)
-    windows = jnp.concatenate([xb[:, i : i + blocks] for i in range(spans)], axis=2)[:, :, : block + taps - 1]
-    y = jnp.dot(windows.reshape(batch * blocks, -1), _toeplitz_matrix(kernel, block), precision=precision)
+    windows = jnp.concatenate([xb[:, i : i + blocks] for i in range(spans)], axis=2)[
+        :, :, : block + taps - 1
+    ]
+    y = jnp.dot(
+        windows.reshape(batch * blocks, -1), _toeplitz_matrix(kernel, block), precision=precision
+    )
     return y.reshape(batch, blocks * block, cout)[:, :out]
 
 

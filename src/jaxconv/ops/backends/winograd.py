@@ -102,7 +102,8 @@ def _inverse(matrix: list[list[Fraction]]) -> list[list[Fraction]]:
 
 @functools.cache
 def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(A^T, G, B^T)`` of ``F(m, r)``: shapes ``(m, a)``, ``(a, r)``, ``(a, a)``, ``a = m + r - 1``.
+    """``(A^T, G, B^T)`` of ``F(m, r)``: shapes ``(m, a)``, ``(a, r)``, ``(a, a)``, with
+    ``a = m + r - 1``.
 
     ``y = A^T @ ((G @ g) * (B^T @ d))`` is the correlation ``y[i] = sum_j d[i + j] g[j]``
     of ``a`` inputs ``d`` with ``r`` taps ``g``. Exact rationals, returned as float64;
@@ -117,7 +118,9 @@ def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """
     a = m + r - 1
     if m < 1 or r < 1 or a - 1 > len(POINTS):
-        raise ValueError(f"F({m}, {r}) needs {a - 1} interpolation points; {len(POINTS)} are defined")
+        raise ValueError(
+            f"F({m}, {r}) needs {a - 1} interpolation points; {len(POINTS)} are defined"
+        )
     points = tuple(Fraction(p) for p in POINTS[: a - 1])
     # Linear convolution s = g * h of an r- and an m-coefficient polynomial:
     #   s = E_a^-1 [(E_r g) * (E_m h)]; its transpose is the correlation we want.
@@ -202,7 +205,10 @@ def _block_samples(v, axis: int, tiles: int, step: int, count: int) -> list:
     rows = v.shape[axis] // step
     blocks = v.reshape(*v.shape[:axis], rows, step, *v.shape[axis + 1 :])
     columns = _unstack(blocks, axis + 1)
-    return [lax.slice_in_dim(columns[j % step], j // step, j // step + tiles, axis=axis) for j in range(count)]
+    return [
+        lax.slice_in_dim(columns[j % step], j // step, j // step + tiles, axis=axis)
+        for j in range(count)
+    ]
 
 
 def _padded_tiles(x, pads, m, taps, tiles):
@@ -219,8 +225,9 @@ def _padded_tiles(x, pads, m, taps, tiles):
         blocks = t + -(-(r - 1) // mi)  # the tiles plus the overlap of the last one
         config.append((lo, mi * blocks - size - lo, 0))
     v = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])
-    return _transform_tiles(v, m, taps, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a),
-                            staged=True)
+    return _transform_tiles(
+        v, m, taps, lambda v, axis, i, a: _block_samples(v, axis, tiles[i], m[i], a), staged=True
+    )
 
 
 def _tile_samples(x, axis: int, lo: int, tiles: int, step: int, j: int):
@@ -242,8 +249,13 @@ def _sliced_tiles(x, pads, m, taps, tiles):
     """:func:`_padded_tiles` without the padded copy: each slice pads itself, so XLA
     fuses the padding (and whatever elementwise op made ``x``) into the transform."""
     return _transform_tiles(
-        x, m, taps,
-        lambda v, axis, i, a: [_tile_samples(v, axis, pads[i][0], tiles[i], m[i], j) for j in range(a)])
+        x,
+        m,
+        taps,
+        lambda v, axis, i, a: [
+            _tile_samples(v, axis, pads[i][0], tiles[i], m[i], j) for j in range(a)
+        ],
+    )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
@@ -280,8 +292,16 @@ def conv(
     n = x.ndim - 2
     taps = kernel.shape[:n]
     if not applies(taps, strides, dilation, input_dilation, groups):
-        return window.conv(x, kernel, strides=strides, dilation=dilation, input_dilation=input_dilation,
-                           groups=groups, pads=pads, precision=precision)
+        return window.conv(
+            x,
+            kernel,
+            strides=strides,
+            dilation=dilation,
+            input_dilation=input_dilation,
+            groups=groups,
+            pads=pads,
+            precision=precision,
+        )
     dtype = jnp.result_type(x, kernel)
     work = dtype if jnp.finfo(dtype).bits >= 32 else jnp.float32
     x, kernel = x.astype(work), kernel.astype(work)
@@ -297,8 +317,12 @@ def conv(
     u = kernel  # G g G^T per axis: (a_1, ..., a_n, C, O)
     for i, (_, g, _) in enumerate(mats):
         u = jnp.moveaxis(jnp.tensordot(jnp.asarray(g, work), u, axes=([1], [i])), 0, i)
-    prod = jnp.einsum("kpc,kco->kpo", v.reshape(positions, -1, cin), u.reshape(positions, cin, cout),
-                      precision=precision)
+    prod = jnp.einsum(
+        "kpc,kco->kpo",
+        v.reshape(positions, -1, cin),
+        u.reshape(positions, cin, cout),
+        precision=precision,
+    )
     y = prod.reshape(*v.shape[:-1], cout)
 
     # Back from transform positions to outputs, axis by axis: A^T gives the m outputs of
