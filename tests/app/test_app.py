@@ -26,7 +26,7 @@ INPUT_SHAPES = {
     "fashion_mnist": (28, 28, 1),
     "cifar10": (32, 32, 3),
 }
-ONE_D_MODELS = {"cnn1d", "mnist1d_cnn", "logreg", "mlp"}
+ONE_D_MODELS = {"cnn1d", "mnist1d_paper_cnn", "logreg", "mlp"}
 
 
 def options(group):
