@@ -239,9 +239,10 @@ def train(
     Raises:
       Diverged: a non-finite loss (result.json says "failed"; checkpoints stay finite).
       Interrupted: SIGINT or SIGTERM (a checkpoint is saved between two steps).
-    """
-    import jax
 
+    (Over 60 lines: one ``try`` turns every outcome into result.json's status, and it
+    must hold the whole run; each step inside it is a helper.)
+    """
     from jaxconv.app import jax_env
     from jaxconv.train import Interrupted, fit, stop_on_signals
 
@@ -250,33 +251,17 @@ def train(
     for noisy in ("absl", "orbax", "jax._src.xla_bridge"):  # INFO chatter: saves, TPU probing
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
-    d, t = cfg.data, cfg.trainer
     with stop_on_signals() as stop:
         validate(cfg)
         config = task_config(cfg)
-        check_run_dir(run_dir, config, resume=t.resume)
+        check_run_dir(run_dir, config, resume=cfg.trainer.resume)
         dataset, model, tx = _prepare(cfg)
-        result = {
-            "status": "running",
-            "seed": cfg.seed,
-            "config_sha256": config_sha256(cfg),
-            "versions": versions(),
-            "device": jax.devices()[0].device_kind,
-            "platform": jax.default_backend(),
-            "model": type(model).__name__,
-            "data": d.name,
-            "conv_backend": cfg.conv_backend,
-            "overrides": list(overrides or []),
-        }
-
+        result = _running_record(cfg, model, overrides)
         accepted = []
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
             accepted.append(True)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(run_dir, config)
-            write_json(run_dir / "provenance.json", provenance(cfg, list(overrides or [])))
-            write_json(run_dir / "result.json", result)
+            _write_accepted_run(run_dir, cfg, config, overrides, result)
             if on_accept is not None:
                 on_accept(run_dir)
             print(dataset.summary(), flush=True)
@@ -313,6 +298,34 @@ def train(
         flush=True,
     )
     return result
+
+
+def _running_record(cfg: DictConfig, model, overrides: list[str] | None) -> dict:
+    """result.json of a run that has started: what it is, before any outcome."""
+    import jax
+
+    return {
+        "status": "running",
+        "seed": cfg.seed,
+        "config_sha256": config_sha256(cfg),
+        "versions": versions(),
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.default_backend(),
+        "model": type(model).__name__,
+        "data": cfg.data.name,
+        "conv_backend": cfg.conv_backend,
+        "overrides": list(overrides or []),
+    }
+
+
+def _write_accepted_run(
+    run_dir: Path, cfg: DictConfig, config: dict, overrides, result: dict
+) -> None:
+    """The files an accepted run starts with: config.yaml, provenance.json, result.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config)
+    write_json(run_dir / "provenance.json", provenance(cfg, list(overrides or [])))
+    write_json(run_dir / "result.json", result)
 
 
 def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, result: dict) -> None:

@@ -199,6 +199,8 @@ def load_dataset(
     >>> d = load_dataset("digits", val_fraction=0.1)
     >>> d.input_shape, len(d.x_test), d.num_classes
     ((8, 8, 1), 360, 10)
+
+    (Over 60 lines for its argument documentation; the body is a dispatch by name.)
     """
     if name not in DATASETS:
         raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")

@@ -240,6 +240,8 @@ def fit(
     Raises:
       Diverged: a training loss or a parameter became NaN or infinite. Nothing
         non-finite is ever checkpointed, so the last checkpoint is the last finite state.
+
+    (Over 60 lines for its documentation; the body is restore, then :class:`_Loop`.)
     """
     o = dataclasses.replace(options or FitOptions(), **option_values)
     if o.batch_size < 1:
