@@ -9,6 +9,7 @@ the dataset is loaded, still before anything is written.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,73 +46,67 @@ def non_finite_floats(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return bad
 
 
+#: The library's argument names that are config keys under another name.
+LIBRARY_KEYS = {
+    "batch_size": "trainer.batch_size",
+    "epochs": "trainer.epochs",
+    "max_steps": "trainer.max_steps",
+    "eval_every": "trainer.eval_every",
+    "checkpoint_every": "trainer.checkpoint_every",
+    "keep_checkpoints": "trainer.keep_checkpoints",
+    "label_smoothing": "trainer.label_smoothing",
+    "augment_shift": "data.augment_shift",
+    "val_fraction": "data.val_fraction",
+    "limit_train": "data.limit_train",
+}
+
+
+def as_config_error(err: ValueError) -> ConfigError:
+    """A library ValueError ("`batch_size` (=0) must be >= 1") in the config's words
+    ("trainer.batch_size (=0) must be >= 1")."""
+    message = str(err)
+    match = re.match(r"`([\w.]+)`", message)
+    if match:
+        key = LIBRARY_KEYS.get(match.group(1), match.group(1))
+        message = key + message[match.end() :]
+    return ConfigError(message.replace(" or None", " or null"))
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject wrong values before any work, naming the key.
 
-    (Over 60 lines: one row per checked key, kept as one readable table.)
+    Values the library checks are checked by the library's own functions (the checks
+    ``fit``, ``make_optimizer``, ``make_schedule`` and ``load_dataset`` make), their
+    errors put in the config's words; the rest (finiteness, the backend, the model's
+    target and dropout) here.
     """
     import jaxconv
-    from jaxconv.data import DATASETS
-    from jaxconv.train.optim import OPTIMIZERS, SCHEDULES
+    from jaxconv.app.train import fit_options  # the app's config -> FitOptions
+    from jaxconv.data.datasets import check_dataset_args
+    from jaxconv.train.loop import check_fit_options
+    from jaxconv.train.optim import check_optimizer, check_schedule
 
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in non_finite_floats({k: v for k, v in container.items() if k != "hydra"}):
         raise ConfigError(
             f"{key} (={OmegaConf.select(cfg, key.split('[')[0])}) must be a finite number"
         )
-    t, o, s, d = cfg.trainer, cfg.optimizer, cfg.schedule, cfg.data
+    o, s, d = cfg.optimizer, cfg.schedule, cfg.data
+    try:
+        check_fit_options(fit_options(cfg))
+        check_optimizer(o.name, momentum=o.momentum, weight_decay=o.weight_decay,
+                        clip_norm=o.clip_norm, b1=o.b1, b2=o.b2)  # fmt: skip
+        check_schedule(s.name, o.lr, warmup_fraction=s.warmup_fraction,
+                       final_fraction=s.final_fraction)  # fmt: skip
+        check_dataset_args(d.name, d.val_fraction, d.limit_train)
+    except ValueError as err:
+        raise as_config_error(err) from err
     dropout = cfg.model.get("dropout", 0.0) if isinstance(cfg.model, DictConfig) else 0.0
     checks = [
-        (cfg.seed >= 0, f"seed (={cfg.seed}) must be >= 0"),
-        (o.name in OPTIMIZERS, f"optimizer.name (={o.name!r}) must be one of {OPTIMIZERS}"),
-        (s.name in SCHEDULES, f"schedule.name (={s.name!r}) must be one of {SCHEDULES}"),
-        (o.lr > 0, f"optimizer.lr (={o.lr}) must be > 0"),
-        (o.weight_decay >= 0, f"optimizer.weight_decay (={o.weight_decay}) must be >= 0"),
-        (_in(0, 1, o.momentum), f"optimizer.momentum (={o.momentum}) must be in [0, 1)"),
-        (_in(0, 1, o.b1), f"optimizer.b1 (={o.b1}) must be in [0, 1)"),
-        (_in(0, 1, o.b2), f"optimizer.b2 (={o.b2}) must be in [0, 1)"),
-        (
-            o.clip_norm is None or o.clip_norm > 0,
-            f"optimizer.clip_norm (={o.clip_norm}) must be > 0 or null",
-        ),
-        (
-            _in(0, 1, s.warmup_fraction, hi_open=False),
-            f"schedule.warmup_fraction (={s.warmup_fraction}) must be in [0, 1]",
-        ),
-        (
-            _in(0, 1, s.final_fraction, hi_open=False),
-            f"schedule.final_fraction (={s.final_fraction}) must be in [0, 1]",
-        ),
-        (t.batch_size >= 1, f"trainer.batch_size (={t.batch_size}) must be >= 1"),
-        (
-            t.max_steps is None or t.max_steps >= 1,
-            f"trainer.max_steps (={t.max_steps}) must be >= 1 or null",
-        ),
-        (t.max_steps is not None or t.epochs >= 1, f"trainer.epochs (={t.epochs}) must be >= 1"),
-        (
-            t.eval_every is None or t.eval_every >= 1,
-            f"trainer.eval_every (={t.eval_every}) must be >= 1 or null",
-        ),
-        (
-            t.checkpoint_every is None or t.checkpoint_every >= 1,
-            f"trainer.checkpoint_every (={t.checkpoint_every}) must be >= 1 or null",
-        ),
-        (t.keep_checkpoints >= 1, f"trainer.keep_checkpoints (={t.keep_checkpoints}) must be >= 1"),
-        (
-            _in(0, 1, t.label_smoothing),
-            f"trainer.label_smoothing (={t.label_smoothing}) must be in [0, 1)",
-        ),
         (
             cfg.conv_backend in jaxconv.backends(),
             f"conv_backend (={cfg.conv_backend!r}) must be one of {jaxconv.backends()}",
         ),
-        (d.name in DATASETS, f"data.name (={d.name!r}) must be one of {DATASETS}"),
-        (_in(0, 1, d.val_fraction), f"data.val_fraction (={d.val_fraction}) must be in [0, 1)"),
-        (
-            d.limit_train is None or d.limit_train >= 1,
-            f"data.limit_train (={d.limit_train}) must be >= 1 or null",
-        ),
-        (d.augment_shift >= 0, f"data.augment_shift (={d.augment_shift}) must be >= 0"),
         ("_target_" in cfg.model, "model must name a `_target_` (e.g. jaxconv.models.CNN)"),
         (
             not isinstance(dropout, (int, float)) or _in(0, 1, dropout),

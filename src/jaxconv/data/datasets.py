@@ -124,9 +124,17 @@ def shapes(
     return x[:num_train], labels[:num_train], x[num_train:], labels[num_train:]
 
 
+def check_dataset_args(name: str, val_fraction: float, limit_train: int | None) -> None:
+    """The checks :func:`load_dataset` makes before reading anything."""
+    if name not in DATASETS:
+        raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"`val_fraction` (={val_fraction}) must be in [0, 1)")
+    if limit_train is not None and not limit_train >= 1:
+        raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
+
+
 def _split_validation(x, y, fraction: float, seed: int):
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"`val_fraction` (={fraction}) must be in [0, 1)")
     n_val = int(round(len(x) * fraction))
     order = np.random.default_rng([seed, 0xDA7A]).permutation(len(x))
     val, train = order[:n_val], np.sort(order[n_val:])  # train keeps the file order
@@ -202,10 +210,7 @@ def load_dataset(
 
     (Over 60 lines for its argument documentation; the body is a dispatch by name.)
     """
-    if name not in DATASETS:
-        raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")
-    if limit_train is not None and limit_train < 1:
-        raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
+    check_dataset_args(name, val_fraction, limit_train)
     if name in ("mnist", "fashion_mnist", "cifar10") and options:
         raise ValueError(f"dataset {name!r} takes no generator options, got {sorted(options)}")
     root = Path(root).expanduser()

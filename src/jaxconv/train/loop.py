@@ -195,6 +195,31 @@ class FitOptions:
     label_smoothing: float = 0.0
 
 
+def check_fit_options(o: FitOptions) -> None:
+    """The checks :func:`fit` makes before anything else, for callers that check first."""
+    at_least_one = [("batch_size", o.batch_size), ("keep_checkpoints", o.keep_checkpoints)]
+    at_least_one += [
+        (k, v)
+        for k, v in (
+            ("max_steps", o.max_steps),
+            ("eval_every", o.eval_every),
+            ("checkpoint_every", o.checkpoint_every),
+        )
+        if v is not None
+    ]
+    if o.max_steps is None:
+        at_least_one.append(("epochs", o.epochs))
+    for key, value in at_least_one:
+        if not value >= 1:
+            raise ValueError(f"`{key}` (={value}) must be >= 1")
+    if not o.seed >= 0:
+        raise ValueError(f"`seed` (={o.seed}) must be >= 0")
+    if not o.augment_shift >= 0:
+        raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
+    if not 0 <= o.label_smoothing < 1:
+        raise ValueError(f"`label_smoothing` (={o.label_smoothing}) must be in [0, 1)")
+
+
 def total_steps(n_train: int, options: FitOptions) -> int:
     """The steps a run takes: ``max_steps``, else ``epochs`` passes of full batches."""
     return (
@@ -244,8 +269,7 @@ def fit(
     (Over 60 lines for its documentation; the body is restore, then :class:`_Loop`.)
     """
     o = dataclasses.replace(options or FitOptions(), **option_values)
-    if o.batch_size < 1:
-        raise ValueError(f"`batch_size` (={o.batch_size}) must be >= 1")
+    check_fit_options(o)
     total = total_steps(len(data.x_train), o)
     if total < 1:
         raise ValueError(

@@ -8,6 +8,40 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
 
 
+def check_schedule(
+    name: str, lr: float, *, warmup_fraction: float = 0.05, final_fraction: float = 0.0
+) -> None:
+    """The checks :func:`make_schedule` makes, for callers that check a config first."""
+    if not lr > 0:
+        raise ValueError(f"`optimizer.lr` (={lr}) must be > 0")
+    if name not in SCHEDULES:
+        raise ValueError(f"`schedule.name` (={name!r}) must be one of {SCHEDULES}")
+    for key, value in (("warmup_fraction", warmup_fraction), ("final_fraction", final_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"`schedule.{key}` (={value}) must be in [0, 1]")
+
+
+def check_optimizer(
+    name: str,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> None:
+    """The checks :func:`make_optimizer` makes, for callers that check a config first."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"`optimizer.name` (={name!r}) must be one of {OPTIMIZERS}")
+    if not weight_decay >= 0:
+        raise ValueError(f"`optimizer.weight_decay` (={weight_decay}) must be >= 0")
+    for key, value in (("momentum", momentum), ("b1", b1), ("b2", b2)):
+        if not 0 <= value < 1:
+            raise ValueError(f"`optimizer.{key}` (={value}) must be in [0, 1)")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"`optimizer.clip_norm` (={clip_norm}) must be > 0 or None")
+
+
 def make_schedule(
     name: str,
     lr: float,
@@ -17,8 +51,7 @@ def make_schedule(
     final_fraction: float = 0.0,
 ) -> optax.Schedule:
     """``lr`` over ``total_steps``: constant, cosine decay, linear warmup + cosine, one-cycle."""
-    if lr <= 0:
-        raise ValueError(f"`optimizer.lr` (={lr}) must be > 0")
+    check_schedule(name, lr, warmup_fraction=warmup_fraction, final_fraction=final_fraction)
     if total_steps < 1:
         raise ValueError(f"the number of training steps (={total_steps}) must be >= 1")
     if name == "constant":
@@ -30,9 +63,7 @@ def make_schedule(
         return optax.warmup_cosine_decay_schedule(
             0.0, lr, warmup, max(total_steps, warmup + 1), lr * final_fraction
         )
-    if name == "one_cycle":
-        return optax.cosine_onecycle_schedule(total_steps, lr, pct_start=max(warmup_fraction, 1e-3))
-    raise ValueError(f"`schedule.name` (={name!r}) must be one of {SCHEDULES}")
+    return optax.cosine_onecycle_schedule(total_steps, lr, pct_start=max(warmup_fraction, 1e-3))
 
 
 def make_optimizer(
@@ -50,8 +81,9 @@ def make_optimizer(
     ``weight_decay`` is decoupled for ``adamw`` and L2 (added to the gradient) for the
     others, as in PyTorch's optimizers.
     """
-    if weight_decay < 0:
-        raise ValueError(f"`optimizer.weight_decay` (={weight_decay}) must be >= 0")
+    check_optimizer(
+        name, momentum=momentum, weight_decay=weight_decay, clip_norm=clip_norm, b1=b1, b2=b2
+    )
     if name == "adamw":
         opt = optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay)
     else:
@@ -61,14 +93,10 @@ def make_optimizer(
             opt = optax.sgd(schedule, momentum=momentum)
         elif name == "nesterov":
             opt = optax.sgd(schedule, momentum=momentum, nesterov=True)
-        elif name == "adam":
-            opt = optax.adam(schedule, b1=b1, b2=b2)
         else:
-            raise ValueError(f"`optimizer.name` (={name!r}) must be one of {OPTIMIZERS}")
+            opt = optax.adam(schedule, b1=b1, b2=b2)
         if weight_decay:
             opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
-    if clip_norm:
-        if clip_norm <= 0:
-            raise ValueError(f"`optimizer.clip_norm` (={clip_norm}) must be > 0")
+    if clip_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
     return opt
