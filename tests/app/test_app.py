@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from jaxconv.app.config import register
 from jaxconv.app.rundir import RunDirRefused
 from jaxconv.app.train import ConfigError, build_model, check_model_fits, train, validate
+from tests.helpers import cli
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "jaxconv" / "conf"
 INPUT_SHAPES = {
@@ -153,15 +154,7 @@ def test_rerun_into_a_used_directory_keeps_what_is_there(hydra_compose, tmp_path
 
 
 def _cli(args, cwd, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxconv", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return cli(args, cwd, timeout=timeout)
 
 
 def test_cli_end_to_end(tmp_path):

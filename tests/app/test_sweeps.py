@@ -7,12 +7,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from jaxconv.app.train import train
+from tests.helpers import cli, start_cli, wait_for_checkpoint
 
 TINY = [
     "experiment=shapes_cnn",
@@ -22,19 +22,6 @@ TINY = [
     "trainer.batch_size=16",
     "trainer.plots=false",
 ]
-
-
-def cli(args, cwd, timeout=600, **kwargs):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxconv", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
 
 
 def results(sweep):
@@ -168,18 +155,13 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path):
     full = cli([*common, f"hydra.run.dir={full_dir}"], cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
 
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxconv", *common, f"hydra.run.dir={cut_dir}"],
-        cwd=tmp_path,
-        env=env,
+    proc = start_cli(
+        [*common, f"hydra.run.dir={cut_dir}"],
+        tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    manifest = cut_dir / "checkpoints" / "manifest"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (manifest / "last-40.json").exists():
-        time.sleep(0.05)
+    wait_for_checkpoint(cut_dir, 40)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

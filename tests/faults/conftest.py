@@ -3,12 +3,13 @@ and byte-exact snapshots of a directory (a refused command must leave it unchang
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import cli as _cli
 
 #: 16x16 shapes, a two-layer CNN: a few seconds per run.
 TINY = [
@@ -23,16 +24,8 @@ TINY = [
 
 
 def cli(args, cwd, timeout=300, **kwargs):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxconv", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
+    """The CLI with the fault suite's shorter timeout."""
+    return _cli(args, cwd, timeout=timeout, **kwargs)
 
 
 def summarize_cli(sweep, cwd=None):

@@ -93,20 +93,17 @@ def test_fallback_is_one_line_and_only_when_there_is_something_to_fall_back_to(
     ), err
 
 
+def resume_to_step_12(run_dir, cwd):
+    """Resume the suite's trained run (10 steps, checkpoints at 5 and 10) to step 12."""
+    args = [*TINY, "trainer.max_steps=12", "trainer.eval_every=5", "trainer.resume=true"]
+    return cli([*args, f"hydra.run.dir={run_dir}"], cwd=cwd)
+
+
 def test_corrupt_newest_checkpoint_falls_back_quietly(trained, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     corrupt(run_dir, 10)
-    proc = cli(
-        [
-            *TINY,
-            "trainer.max_steps=12",
-            "trainer.eval_every=5",
-            "trainer.resume=true",
-            f"hydra.run.dir={run_dir}",
-        ],
-        cwd=tmp_path,
-    )
+    proc = resume_to_step_12(run_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = error_lines(proc.stderr)
     assert line.startswith("checkpoint at step 10 is unreadable or corrupt (") and line.endswith(
@@ -123,16 +120,7 @@ def test_no_usable_checkpoint_is_one_line_exit_2_and_changes_nothing(trained, tm
     corrupt(run_dir, 10)
     corrupt(run_dir, 5)
     before = snapshot(run_dir)
-    proc = cli(
-        [
-            *TINY,
-            "trainer.max_steps=12",
-            "trainer.eval_every=5",
-            "trainer.resume=true",
-            f"hydra.run.dir={run_dir}",
-        ],
-        cwd=tmp_path,
-    )
+    proc = resume_to_step_12(run_dir, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = error_lines(proc.stderr)
     assert lines[0].endswith("falling back to step 5") and len(lines) == 2, proc.stderr

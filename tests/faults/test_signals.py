@@ -6,10 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
+
+from tests.helpers import start_cli, wait_for_checkpoint
 
 from .conftest import TINY, cli, error_lines, result, summarize_cli
 
@@ -23,20 +23,15 @@ COMMON = [
 
 
 def interrupt(run_dir, cwd, signum):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxconv", *COMMON, f"hydra.run.dir={run_dir}"],
-        cwd=cwd,
-        env=env,
+    proc = start_cli(
+        [*COMMON, f"hydra.run.dir={run_dir}"],
+        cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        manifest = run_dir / "checkpoints" / "manifest"
-        deadline = time.time() + 300
-        while time.time() < deadline and not (manifest / "last-40.json").exists():
-            time.sleep(0.05)
+        wait_for_checkpoint(run_dir, 40)
         os.kill(proc.pid, signum)
         out, err = proc.communicate(timeout=120)
     finally:

@@ -388,18 +388,15 @@ def _previous_result(run_dir: Path) -> dict | None:
 def _record_failure(
     run_dir: Path, cfg: DictConfig, overrides: list[str], err: BaseException
 ) -> None:
-    """A sweep job refused before training (a bad value) still ends self-describing."""
-    result = _previous_result(run_dir) or {}
-    if result.get("status") in ("failed", "interrupted"):
-        return
-    result.update(
-        status="failed",
-        error=f"{type(err).__name__}: {err}",
-        overrides=overrides,
-        seed=cfg.get("seed"),
-    )
+    """A new sweep job refused before training (a bad value) still ends self-describing."""
+    result = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "overrides": overrides,
+        "seed": cfg.get("seed"),
+    }
     try:
-        result.setdefault("config_sha256", config_sha256(cfg))
+        result["config_sha256"] = config_sha256(cfg)
     except Exception:  # an unresolvable config is itself the error being recorded
         pass
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -409,15 +406,14 @@ def _record_failure(
 #: When this process started: a run directory created after it and still empty was made
 #: by Hydra for this command, and is removed again when the command is refused.
 _STARTED = time.time()
-#: Errors that are the user's to fix, reported in one line with exit status 2.
-ONE_LINE_ERRORS = (ConfigError, RunDirRefused)
 
 
 def _one_line_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix, reported in one line with exit status 2."""
     from jaxconv.data import DataError
     from jaxconv.train import CheckpointError
 
-    return (*ONE_LINE_ERRORS, DataError, CheckpointError)
+    return (ConfigError, RunDirRefused, DataError, CheckpointError)
 
 
 def _made_by_this_command(run_dir: Path) -> bool:
@@ -541,12 +537,11 @@ def _failed(
     if not accepted:
         if multirun:
             previous = _previous_result(run_dir)
+            same_failure = previous and previous.get("status") == "failed"
             try:
-                if previous is None and not (run_dir / "result.json").exists():
+                if not (run_dir / "result.json").exists():  # a new job: its result says why
                     _record_failure(run_dir, cfg, overrides, err)
-                elif not (
-                    previous and previous.get("status") == "failed" and isinstance(err, ConfigError)
-                ):
+                elif not (same_failure and isinstance(err, ConfigError)):
                     _record_refusal(run_dir, overrides, err)
             except OSError:  # a directory we may not write to: the line below is all there is
                 pass
