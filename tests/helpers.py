@@ -38,3 +38,32 @@ def wait_for_checkpoint(run_dir: Path, step: int, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and not manifest.exists():
         time.sleep(0.05)
+
+
+def simulated_devices_env(devices: int) -> dict:
+    """The environment of a process whose CPU backend has ``devices`` devices (read when
+    the backend starts: hence a subprocess)."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    return {**cli_env(), "XLA_FLAGS": flags.strip()}
+
+
+def run_python(code: str, devices: int = 1, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh Python on ``devices`` simulated CPU devices; its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=simulated_devices_env(devices),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def free_port() -> int:
+    """A TCP port on localhost the OS says is free now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

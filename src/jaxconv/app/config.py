@@ -54,6 +54,20 @@ class TrainerConfig:
     label_smoothing: float = 0.0
     plots: bool = True
     reuse_host_memory: bool = True  # keep freed host memory (jaxconv.train.reuse_host_memory)
+    devices: Any = "all"  # "all" or an int: local devices per process the batch is split over
+    compute_dtype: str = "float32"  # float32 | bfloat16: what the layers compute in
+
+
+@dataclass
+class DistributedConfig:
+    """``jax.distributed``: null everywhere = start it only when a cluster (SLURM, Open MPI)
+    with several tasks is detected; ``initialize=false`` never."""
+
+    initialize: bool | None = None
+    coordinator_address: str | None = None  # host:port of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
+    timeout_seconds: int = 300  # wait for the others at start; notice a dead one
 
 
 @dataclass
@@ -63,6 +77,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0
     conv_backend: str = "auto"
 

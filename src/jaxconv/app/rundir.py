@@ -31,6 +31,12 @@ RESUME_MAY_CHANGE: dict[str, str] = {
     "trainer.keep_checkpoints": "how many checkpoints are kept",
     "data.root": "where the dataset files live",
     "data.download": "whether missing files may be downloaded",
+    "trainer.devices": "the topology (recorded in result.json; numbers agree to rounding)",
+    "distributed.initialize": "how the processes find each other",
+    "distributed.coordinator_address": "how the processes find each other",
+    "distributed.num_processes": "the topology (recorded in result.json)",
+    "distributed.process_id": "which process this is",
+    "distributed.timeout_seconds": "how long processes wait for each other",
 }
 #: Keys that may only grow on resume: training continues for longer.
 RESUME_MAY_EXTEND: tuple[str, ...] = ("trainer.max_steps", "trainer.epochs")

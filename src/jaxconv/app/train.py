@@ -129,6 +129,7 @@ def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         "device": jax.devices()[0].device_kind,
         "platform": jax.default_backend(),
         "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
         "cwd": os.getcwd(),
         "argv": sys.argv,
         "git": git_state(Path.cwd()),
@@ -175,6 +176,7 @@ def _prepare(cfg: DictConfig):
     check_against_data(cfg, dataset)
     model = build_model(cfg, dataset.num_classes)
     check_model_fits(model, dataset.x_train)
+    mesh = _mesh(cfg, len(dataset.x_train))
     total = total_steps(len(dataset.x_train), fit_options(cfg))
     schedule = make_schedule(
         s.name, o.lr, total, warmup_fraction=s.warmup_fraction, final_fraction=s.final_fraction
@@ -188,7 +190,22 @@ def _prepare(cfg: DictConfig):
         b1=o.b1,
         b2=o.b2,
     )
-    return dataset, model, tx
+    return dataset, model, tx, mesh
+
+
+def _mesh(cfg: DictConfig, n_train: int):
+    """The devices the run splits its batches over; a count that is not there, or that
+    does not divide the batch, is a :class:`ConfigError`."""
+    from jaxconv.train import parallel
+
+    try:
+        mesh = parallel.data_mesh(cfg.trainer.devices)
+        parallel.check_batch(min(cfg.trainer.batch_size, n_train), mesh)
+    except ValueError as err:
+        from jaxconv.app.validate import as_config_error
+
+        raise as_config_error(err) from err
+    return mesh
 
 
 def fit_options(cfg: DictConfig):
@@ -209,6 +226,8 @@ def fit_options(cfg: DictConfig):
         augment_shift=d.augment_shift,
         augment_flip=d.augment_flip,
         label_smoothing=t.label_smoothing,
+        devices=t.devices,
+        compute_dtype=t.compute_dtype,
     )
 
 
@@ -243,28 +262,33 @@ def train(
     (Over 60 lines: one ``try`` turns every outcome into result.json's status, and it
     must hold the whole run; each step inside it is a helper.)
     """
-    from jaxconv.app import jax_env
-    from jaxconv.train import Interrupted, fit, stop_on_signals
+    import jax
 
-    jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
+    from jaxconv.app import jax_env
+    from jaxconv.train import Interrupted, fit, parallel, stop_on_signals
+
     start = time.perf_counter()
-    for noisy in ("absl", "orbax", "jax._src.xla_bridge"):  # INFO chatter: saves, TPU probing
+    # INFO chatter: saves, TPU probing, the distributed service's addresses
+    for noisy in ("absl", "orbax", "jax._src.xla_bridge", "jax._src.distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     with stop_on_signals() as stop:
         validate(cfg)
+        parallel.initialize(**OmegaConf.to_container(cfg.distributed, resolve=True))
+        jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
         config = task_config(cfg)
-        check_run_dir(run_dir, config, resume=cfg.trainer.resume)
-        dataset, model, tx = _prepare(cfg)
-        result = _running_record(cfg, model, overrides)
+        dataset, model, tx, mesh = _checked_by_all(cfg, run_dir, config)
+        primary = parallel.is_primary()
+        result = _running_record(cfg, model, overrides, mesh)
         accepted = []
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
             accepted.append(True)
-            _write_accepted_run(run_dir, cfg, config, overrides, result)
-            if on_accept is not None:
-                on_accept(run_dir)
-            print(dataset.summary(), flush=True)
+            if primary:  # process 0 writes the run's files; the others only train
+                _write_accepted_run(run_dir, cfg, config, overrides, result)
+                if on_accept is not None:
+                    on_accept(run_dir)
+                print(dataset.summary(), flush=True)
 
         try:
             state, history = fit(
@@ -276,12 +300,12 @@ def train(
                 should_stop=stop,
                 on_start=accept,
             )
-            if stop():
+            if stop() and jax.process_count() == 1:  # several: fit stopped them together
                 raise Interrupted(stop(), int(state.step), saved=True)
             _finish(cfg, run_dir, model, dataset, state, history, result)
             result["wall_seconds"] = time.perf_counter() - start
         except BaseException as err:
-            if accepted:
+            if accepted and primary:
                 interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
                 result.update(
                     status="interrupted" if interrupted else "failed",
@@ -290,19 +314,56 @@ def train(
                 )
                 write_json(run_dir / "result.json", result)
             raise
-    write_json(run_dir / "result.json", result)
-    print(
-        f"test accuracy {100 * result['test_accuracy']:.2f}% "
-        f"(loss {result['test_loss']:.4f}) after "
-        f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}",
-        flush=True,
-    )
+    if primary:
+        write_json(run_dir / "result.json", result)
+        print(
+            f"test accuracy {100 * result['test_accuracy']:.2f}% "
+            f"(loss {result['test_loss']:.4f}) after "
+            f"{result['steps']} steps in {result['wall_seconds']:.1f} s; run directory: {run_dir}",
+            flush=True,
+        )
     return result
 
 
-def _running_record(cfg: DictConfig, model, overrides: list[str] | None) -> dict:
-    """result.json of a run that has started: what it is, before any outcome."""
+def _checked_by_all(cfg: DictConfig, run_dir: Path, config: dict):
+    """The run directory and everything :func:`_prepare` loads, checked on every process;
+    with several, the processes then agree: all go on, or all stop (the one that found
+    the problem says what it is), and none writes before."""
     import jax
+
+    from jaxconv.train import parallel
+
+    failure = None
+    try:
+        check_run_dir(run_dir, config, resume=cfg.trainer.resume)
+        prepared = _prepare(cfg)
+    except _one_line_errors() as err:
+        failure = err
+    if jax.process_count() > 1:
+        anyone_failed, same = parallel.agree(
+            failure is not None, f"{run_dir.resolve()}|{config_sha256(cfg)}"
+        )
+        if failure is None and not same:
+            raise ConfigError(
+                "the processes were given different run directories or configs: pass the "
+                "same hydra.run.dir (the default name carries the start time) and overrides "
+                "to every process"
+            )
+        if failure is None and anyone_failed:
+            raise parallel.DistributedError(
+                "another process refused the run (its output says why); nothing was written"
+            )
+    if failure is not None:
+        raise failure
+    return prepared
+
+
+def _running_record(cfg: DictConfig, model, overrides: list[str] | None, mesh) -> dict:
+    """result.json of a run that has started: what it is, before any outcome (with the
+    topology: devices in all, this process's, processes, the mesh's shape, the platform)."""
+    import jax
+
+    from jaxconv.train import parallel
 
     return {
         "status": "running",
@@ -315,6 +376,8 @@ def _running_record(cfg: DictConfig, model, overrides: list[str] | None) -> dict
         "data": cfg.data.name,
         "conv_backend": cfg.conv_backend,
         "overrides": list(overrides or []),
+        "compute_dtype": cfg.trainer.compute_dtype,
+        **parallel.describe(mesh),
     }
 
 
@@ -329,10 +392,13 @@ def _write_accepted_run(
 
 
 def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, result: dict) -> None:
-    """Test, write the metrics and plots, and fill ``result`` of a run that trained to the end."""
+    """Test, write the metrics and plots, and fill ``result`` of a run that trained to the
+    end (every process tests: the evaluation is collective; process 0 writes)."""
+    import jax
+
     from jaxconv.data.batching import steps_per_epoch
     from jaxconv.report import plot_learning_curves
-    from jaxconv.train import Diverged, evaluate, params_sha256
+    from jaxconv.train import Diverged, evaluate, parallel, params_sha256
     from jaxconv.train.loop import write_metrics
     from jaxconv.train.plots import plot_feature_maps, plot_filters
     from jaxconv.train.state import variables_of
@@ -346,15 +412,15 @@ def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, resu
         images_per_s="",
         **test,
     )
-    write_metrics(run_dir / "metrics.csv", history.rows)
+    if parallel.is_primary():
+        write_metrics(run_dir / "metrics.csv", history.rows)
     if not math.isfinite(test["loss"]):
         raise Diverged(f"non-finite test loss ({test['loss']}) after training step {steps}")
-    if cfg.trainer.plots:
+    if cfg.trainer.plots and parallel.is_primary():
         plot_learning_curves(run_dir)
-        plot_filters(state.params, run_dir / "filters.png")
-        plot_feature_maps(
-            model, variables_of(state), dataset.x_test[0], run_dir / "feature_maps.png"
-        )
+        plot_filters(jax.device_get(state.params), run_dir / "filters.png")
+        host = jax.device_get(variables_of(state))  # plotted on process 0 alone: local arrays
+        plot_feature_maps(model, host, dataset.x_test[0], run_dir / "feature_maps.png")
     val = history.last("val")
     result.update(
         status="ok",
@@ -412,8 +478,9 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix, reported in one line with exit status 2."""
     from jaxconv.data import DataError
     from jaxconv.train import CheckpointError
+    from jaxconv.train.parallel import DistributedError
 
-    return (ConfigError, RunDirRefused, DataError, CheckpointError)
+    return (ConfigError, RunDirRefused, DataError, CheckpointError, DistributedError)
 
 
 def _made_by_this_command(run_dir: Path) -> bool:
@@ -512,6 +579,13 @@ def _task(cfg: DictConfig) -> float:
             handler.close()
 
 
+def _primary() -> bool:
+    """Process 0 (or the only one): it alone writes a failed job's record."""
+    import jax
+
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
 def _failed(
     err: BaseException,
     cfg: DictConfig,
@@ -535,7 +609,7 @@ def _failed(
         sys.exit(err.exit_status if isinstance(err, Interrupted) else 130)
     one_line = isinstance(err, (*_one_line_errors(), Diverged))
     if not accepted:
-        if multirun:
+        if multirun and _primary():
             previous = _previous_result(run_dir)
             same_failure = previous and previous.get("status") == "failed"
             try:

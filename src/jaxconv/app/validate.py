@@ -58,6 +58,8 @@ LIBRARY_KEYS = {
     "augment_shift": "data.augment_shift",
     "val_fraction": "data.val_fraction",
     "limit_train": "data.limit_train",
+    "devices": "trainer.devices",
+    "compute_dtype": "trainer.compute_dtype",
 }
 
 

@@ -34,16 +34,23 @@ def eval_batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
-def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+def random_shift(
+    x: np.ndarray, max_shift: int, rng: np.random.Generator, rows: tuple[int, int] | None = None
+) -> np.ndarray:
     """Translate every example by up to ``max_shift`` samples per spatial axis (zero fill):
-    random crop of the zero-padded example, for 1-D signals and images alike."""
+    random crop of the zero-padded example, for 1-D signals and images alike.
+
+    ``rows=(start, total)``: ``x`` is rows ``start:start + len(x)`` of a batch of
+    ``total``; the random draws are the whole batch's, so each example moves as it would
+    in the whole batch (a process holding part of a batch augments it the same way)."""
     if max_shift <= 0:
         return x
     n, spatial = x.shape[0], x.shape[1:-1]
+    start, total = rows or (0, n)
     padded = np.pad(x, [(0, 0)] + [(max_shift, max_shift)] * len(spatial) + [(0, 0)])
     out = padded
     for axis, size in enumerate(spatial, start=1):
-        offsets = rng.integers(0, 2 * max_shift + 1, n)
+        offsets = rng.integers(0, 2 * max_shift + 1, total)[start : start + n]
         index = offsets[:, None] + np.arange(size)[None, :]
         shape = [n] + [1] * (out.ndim - 1)
         shape[axis] = size
@@ -51,20 +58,33 @@ def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.
     return out
 
 
-def random_flip(x: np.ndarray, rng: np.random.Generator, axis: int = 2) -> np.ndarray:
-    """Mirror half of the examples along ``axis`` (width, for channels-last images)."""
-    flip = rng.random(x.shape[0]) < 0.5
+def random_flip(
+    x: np.ndarray, rng: np.random.Generator, axis: int = 2, rows: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Mirror half of the examples along ``axis`` (width, for channels-last images);
+    ``rows`` as for :func:`random_shift`."""
+    start, total = rows or (0, x.shape[0])
+    flip = (rng.random(total) < 0.5)[start : start + x.shape[0]]
     out = x.copy()
     out[flip] = np.flip(x[flip], axis=axis - 1)
     return out
 
 
-def augment(x: np.ndarray, *, shift: int, flip: bool, seed: int, step: int) -> np.ndarray:
-    """The augmentation of the batch at global ``step``: a pure function of its inputs."""
+def augment(
+    x: np.ndarray,
+    *,
+    shift: int,
+    flip: bool,
+    seed: int,
+    step: int,
+    rows: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The augmentation of the batch at global ``step``: a pure function of its inputs.
+    ``rows=(start, total)`` when ``x`` is part of the batch (see :func:`random_shift`)."""
     if shift <= 0 and not flip:
         return x
     rng = np.random.default_rng([seed, step, 0xA06])
-    x = random_shift(x, shift, rng)
+    x = random_shift(x, shift, rng, rows)
     if flip and x.ndim == 4:
-        x = random_flip(x, rng)
+        x = random_flip(x, rng, rows=rows)
     return x

@@ -170,6 +170,8 @@ class Checkpoints:
         self.best_metric = -np.inf
 
     def _record(self, which: str, step: int, digest: str, extras: dict | None) -> None:
+        if jax.process_index() != 0:  # Orbax saved collectively; the manifest is one file
+            return
         path = self.manifest / f"{which}-{step}.json"
         tmp = path.with_suffix(".json.tmp")
         payload = {"step": step, "params_sha256": digest}

@@ -19,9 +19,16 @@ from tqdm.auto import tqdm
 from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
 from jaxconv.data.batching import eval_batches
 from jaxconv.report.metrics import METRICS_FIELDS, read_metrics, write_metrics  # noqa: F401  (re-exported)
+from jaxconv.train import parallel
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.signals import Interrupted
-from jaxconv.train.state import TrainState, create_state, eval_step, make_train_step
+from jaxconv.train.state import (
+    TrainState,
+    check_compute_dtype,
+    create_state,
+    make_eval_step,
+    make_train_step,
+)
 
 
 @dataclasses.dataclass
@@ -44,15 +51,43 @@ class History:
 def evaluate(
     state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 512
 ) -> dict[str, float]:
-    """Mean loss and accuracy of ``state`` on ``(x, y)`` in eval mode."""
+    """Mean loss and accuracy of ``state`` on every example of ``(x, y)`` in eval mode.
+
+    On the state's mesh when it has one (as :func:`fit` returns it): each batch is
+    sharded over the devices, the last one padded to the same shape (one compilation)
+    and its padding masked out. With several processes every process passes the same
+    ``(x, y)`` and holds only its rows of each batch.
+    """
     if len(x) == 0:
         return {"loss": float("nan"), "accuracy": float("nan")}
+    mesh = parallel.mesh_of(state.params)
+    step = _eval_step(mesh)
+    ways = mesh.devices.size if mesh is not None else 1
+    rows = -(-min(batch_size, len(x)) // ways) * ways  # every batch, padded
     total_loss, correct = 0.0, 0
-    for part in eval_batches(len(x), batch_size):
-        loss, right = eval_step(state, jnp.asarray(x[part]), jnp.asarray(y[part]))
+    for part in eval_batches(len(x), rows):
+        xb, yb = x[part], y[part]
+        mask = np.arange(rows) < len(xb)
+        pad = rows - len(xb)
+        xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)]) if pad else xb
+        yb = np.concatenate([yb, np.zeros(pad, yb.dtype)]) if pad else yb
+        if mesh is not None:
+            mine = parallel.local_rows(rows, mesh)
+            xb, yb, mask = (parallel.shard_batch(a[mine], mesh, rows) for a in (xb, yb, mask))
+        loss, right = step(state, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(mask))
         total_loss += float(loss)
         correct += int(right)
     return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
+
+
+_EVAL_STEPS: dict = {}
+
+
+def _eval_step(mesh):
+    """One jit-compiled eval step per mesh (the mesh fixes its shardings)."""
+    if mesh not in _EVAL_STEPS:
+        _EVAL_STEPS[mesh] = make_eval_step(mesh)
+    return _EVAL_STEPS[mesh]
 
 
 class Diverged(RuntimeError):
@@ -179,6 +214,11 @@ class FitOptions:
       augment_shift, augment_flip: random translation by up to ``augment_shift``
         samples per axis; horizontal flips (images only).
       label_smoothing: of the cross-entropy targets.
+      devices: how many of each process's local devices the batch is split over
+        (``"all"``: every one; see :mod:`jaxconv.train.parallel`). ``batch_size`` is
+        the global batch and must be divisible by the total device count.
+      compute_dtype: ``"float32"`` or ``"bfloat16"``: what the layers compute in;
+        parameters, optimizer state and the loss stay float32.
     """
 
     epochs: int = 10
@@ -193,6 +233,8 @@ class FitOptions:
     augment_shift: int = 0
     augment_flip: bool = False
     label_smoothing: float = 0.0
+    devices: int | str = "all"
+    compute_dtype: str = "float32"
 
 
 def check_fit_options(o: FitOptions) -> None:
@@ -218,6 +260,8 @@ def check_fit_options(o: FitOptions) -> None:
         raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
     if not 0 <= o.label_smoothing < 1:
         raise ValueError(f"`label_smoothing` (={o.label_smoothing}) must be in [0, 1)")
+    parallel.check_devices(o.devices)
+    check_compute_dtype(o.compute_dtype)
 
 
 def total_steps(n_train: int, options: FitOptions) -> int:
@@ -277,12 +321,15 @@ def fit(
         )
     if run_dir is not None and not o.resume:
         refuse_to_overwrite(Path(run_dir))
+    mesh = parallel.data_mesh(o.devices)
+    parallel.check_batch(min(o.batch_size, len(data.x_train)), mesh)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
     buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
-    state, history = _restore(
-        create_state(model, data.x_train, optimizer, o.seed), ckpt, buffer, o.resume
-    )
+    initial = create_state(model, data.x_train, optimizer, o.seed, o.compute_dtype)
+    state, history = _restore(parallel.replicate(initial, mesh), ckpt, buffer, o.resume)
+    if should_stop is not None and jax.process_count() > 1:
+        should_stop = parallel.AgreedStop(should_stop)  # all processes stop at one step
     if should_stop is not None and should_stop():  # asked to stop before anything was written
         raise Interrupted(should_stop(), None, False)
     if on_start is not None:
@@ -295,8 +342,9 @@ def fit(
         ckpt,
         history,
         run_dir,
-        make_train_step(o.label_smoothing),
+        make_train_step(o.label_smoothing, mesh),
         int(state.step),
+        mesh,
     )
     try:
         for step in range(int(state.step), total):
@@ -331,12 +379,15 @@ class _Loop:
     """One training step after another: the batch, the step, the progress bar, the
     divergence check, the evaluations and the checkpoints."""
 
-    def __init__(self, data, options, total, buffer, ckpt, history, run_dir, train_step, start):
+    def __init__(
+        self, data, options, total, buffer, ckpt, history, run_dir, train_step, start, mesh
+    ):
         self.data, self.o, self.total, self.buffer = data, options, total, buffer
         self.ckpt, self.history, self.run_dir, self.train_step = ckpt, history, run_dir, train_step
+        self.mesh, self.primary = mesh, parallel.is_primary()
         self.per_epoch = steps_per_epoch(len(data.x_train), options.batch_size)
         self.eval_every = options.eval_every or self.per_epoch
-        show = options.progress and sys.stderr.isatty()
+        show = options.progress and sys.stderr.isatty() and self.primary
         self.bar = tqdm(
             total=total,
             initial=start,
@@ -350,16 +401,20 @@ class _Loop:
     def step(self, state: TrainState, step: int) -> TrainState:
         o, n = self.o, len(self.data.x_train)
         epoch, in_epoch = divmod(step, self.per_epoch)
-        idx = batch_indices(n, o.batch_size, o.seed, epoch, in_epoch)
+        idx = batch_indices(n, o.batch_size, o.seed, epoch, in_epoch)  # the global batch
+        mine = parallel.local_rows(len(idx), self.mesh)  # this process loads only its rows
         xb = augment(
-            self.data.x_train[idx],
+            self.data.x_train[idx[mine]],
             shift=o.augment_shift,
             flip=o.augment_flip,
             seed=o.seed,
             step=step,
+            rows=(mine.start, len(idx)),
         )
         state, metrics = self.train_step(
-            state, jnp.asarray(xb), jnp.asarray(self.data.y_train[idx])
+            state,
+            parallel.shard_batch(xb, self.mesh, len(idx)),
+            parallel.shard_batch(self.data.y_train[idx[mine]], self.mesh, len(idx)),
         )
         done = step + 1
         self.buffer.add(metrics, len(idx), done)
@@ -407,7 +462,7 @@ class _Loop:
             self.history.add(step=done, epoch=epoch, split="val", images_per_s="", **val)
         self.buffer.reset()
         self.clock = time.perf_counter()
-        if self.ckpt is not None:
+        if self.ckpt is not None and self.primary:
             write_metrics(self.run_dir / "metrics.csv", self.history.rows)
 
 

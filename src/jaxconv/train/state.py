@@ -14,17 +14,37 @@ from flax import struct
 from flax.training import train_state
 
 
+def check_compute_dtype(compute_dtype: str | None) -> None:
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"`compute_dtype` (={compute_dtype!r}) must be one of {sorted(COMPUTE_DTYPES)}"
+        )
+
+
+#: The dtypes layers may compute in; parameters, optimizer state, BatchNorm statistics
+#: and the loss stay float32.
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
 class TrainState(train_state.TrainState):
     """params, optimizer state and step (from flax), plus BatchNorm statistics and the
     dropout key; everything a resumed run needs."""
 
     batch_stats: Any = struct.field(default_factory=dict)
     rng: jax.Array = struct.field(default=None)
+    #: what the layers compute in (see :data:`COMPUTE_DTYPES`); a static field
+    compute_dtype: str = struct.field(pytree_node=False, default="float32")
 
 
 def create_state(
-    model: nn.Module, example: np.ndarray, tx: optax.GradientTransformation, seed: int
+    model: nn.Module,
+    example: np.ndarray,
+    tx: optax.GradientTransformation,
+    seed: int,
+    compute_dtype: str = "float32",
 ) -> TrainState:
+    """Initial parameters (float32, whatever ``compute_dtype`` the layers run in)."""
+    check_compute_dtype(compute_dtype)
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = model.init(
         {"params": init_key, "dropout": dropout_key}, jnp.asarray(example[:1]), train=False
@@ -35,6 +55,7 @@ def create_state(
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
         rng=dropout_key,
+        compute_dtype=compute_dtype,
     )
 
 
@@ -47,17 +68,45 @@ def variables_of(state: TrainState, params=None) -> dict:
     return variables
 
 
-def make_train_step(label_smoothing: float = 0.0):
-    """One optimizer step on a batch; returns the new state and the batch's loss/accuracy."""
+def _cast(tree, dtype):
+    """Floating leaves of ``tree`` in ``dtype`` (None: unchanged)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+
+def _logits(state: TrainState, params, x, compute_dtype, **kwargs):
+    """The model applied in ``compute_dtype`` (parameters and inputs cast on the way in;
+    their gradients arrive float32), its logits in float32."""
+    out = state.apply_fn(
+        variables_of(state, _cast(params, compute_dtype)), _cast(x, compute_dtype), **kwargs
+    )
+    if isinstance(out, tuple):
+        logits, updates = out
+        return logits.astype(jnp.float32), updates
+    return out.astype(jnp.float32)
+
+
+def make_train_step(label_smoothing: float = 0.0, mesh=None):
+    """One optimizer step on a batch; returns the new state and the batch's loss/accuracy.
+
+    With a ``mesh`` (:func:`jaxconv.train.parallel.data_mesh`) the step expects the state
+    replicated and the batch sharded along ``data``, and keeps them so: XLA inserts the
+    reductions over devices (gradients, BatchNorm statistics, metrics), and the result is
+    that of one device on the whole batch. The layers compute in the state's
+    ``compute_dtype``.
+    """
 
     def step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
+        dtype = COMPUTE_DTYPES[state.compute_dtype]
         key = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
             mutable = ["batch_stats"] if state.batch_stats else False
-            out = state.apply_fn(
-                variables_of(state, params), x, train=True, rngs={"dropout": key}, mutable=mutable
-            )
+            out = _logits(state, params, x, dtype, train=True, rngs={"dropout": key},
+                          mutable=mutable)  # fmt: skip
             logits, updates = out if mutable else (out, {})
             labels = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
             return optax.softmax_cross_entropy(logits, labels).mean(), (logits, updates)
@@ -69,15 +118,31 @@ def make_train_step(label_smoothing: float = 0.0):
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
         return state, {"loss": loss, "accuracy": accuracy}
 
-    return jax.jit(step, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    from jaxconv.train.parallel import batch_sharding, replicated
+
+    rep, rows = replicated(mesh), batch_sharding(mesh)
+    return jax.jit(step, in_shardings=(rep, rows, rows), out_shardings=(rep, rep), donate_argnums=0)
 
 
-@jax.jit
-def eval_step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
-    """Summed loss and number correct on a batch (eval mode: running BatchNorm stats)."""
-    logits = state.apply_fn(variables_of(state), x, train=False)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
-    return loss, jnp.sum(jnp.argmax(logits, -1) == y)
+def make_eval_step(mesh=None):
+    """Summed loss and number correct over the rows of a batch where ``mask`` is true (eval
+    mode: running BatchNorm statistics); padded rows count for nothing."""
+
+    def step(state: TrainState, x, y, mask):
+        dtype = COMPUTE_DTYPES[state.compute_dtype]
+        logits = _logits(state, state.params, x, dtype, train=False)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        right = jnp.argmax(logits, -1) == y
+        return jnp.where(mask, loss, 0.0).sum(), jnp.sum(right & mask)
+
+    if mesh is None:
+        return jax.jit(step)
+    from jaxconv.train.parallel import batch_sharding, replicated
+
+    rep, rows = replicated(mesh), batch_sharding(mesh)
+    return jax.jit(step, in_shardings=(rep, rows, rows, rows), out_shardings=(rep, rep))
 
 
 def params_sha256(params) -> str:
