@@ -257,7 +257,7 @@ def test_non_editable_install_ships_the_configs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "launcher,key,value", [("slurm_example", "partition", "gpu"), ("joblib_cpu", "n_jobs", 2)]
+    "launcher,key,value", [("slurm", "tasks_per_node", 4), ("joblib_cpu", "n_jobs", 2)]
 )
 def test_launcher_configs_compose(launcher, key, value):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")

@@ -499,7 +499,10 @@ def _remove_made_dirs(run_dir: Path) -> None:
     stop = Path.cwd().resolve()
     path = run_dir.resolve()
     while path != stop and path != path.parent and _made_by_this_command(path):
-        path.rmdir()
+        try:
+            path.rmdir()
+        except OSError:  # another process of the same run removed it first
+            return
         path = path.parent
 
 

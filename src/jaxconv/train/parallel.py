@@ -192,7 +192,8 @@ def agree(failed: bool, token: str = "") -> tuple[bool, bool]:
         return failed, True
     from jax.experimental import multihost_utils
 
-    mine = np.array([int(failed), zlib.crc32(token.encode())], np.int64)
+    # int32: what a device array holds without x64
+    mine = np.array([int(failed), zlib.crc32(token.encode()) & 0x7FFFFFFF], np.int32)
     everyone = np.asarray(multihost_utils.process_allgather(mine))
     return bool(everyone[:, 0].any()), bool((everyone[:, 1] == mine[1]).all())
 
@@ -213,7 +214,7 @@ class AgreedStop:
             return None
         from jax.experimental import multihost_utils
 
-        mine = np.array([self.should_stop() or 0], np.int64)
+        mine = np.array([self.should_stop() or 0], np.int32)
         signals = np.asarray(multihost_utils.process_allgather(mine)).ravel()
         self.agreed = int(signals.max()) or None
         return self.agreed

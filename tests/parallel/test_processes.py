@@ -1,0 +1,228 @@
+"""Several processes on localhost (Gloo), started as SLURM would start them (JAX's own
+cluster detection) or with explicit ``distributed.*`` keys: one run, written once by
+process 0, equal to one process on as many devices, resumable after SIGKILL of all."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import cli_env, free_port, simulated_devices_env, wait_for_checkpoint
+
+pytestmark = pytest.mark.slow
+
+ARGS = [
+    "data=digits",
+    "model=cnn2d",
+    "model.channels=[8,16]",
+    "model.dropout=0.1",
+    "trainer.batch_size=32",
+    "trainer.max_steps=100",
+    "trainer.eval_every=1",  # a metrics row per step: per-step losses to compare
+    "trainer.checkpoint_every=20",
+    "trainer.plots=false",
+    "trainer.progress=false",
+]
+
+
+def slurm_env(rank: int, port: int) -> dict:
+    """What ``srun --ntasks=2`` on one node sets, as JAX's SLURM detection reads it; the
+    coordinator port, which SLURM jobs derive from the job id, comes from the OS here."""
+    return {
+        **cli_env(),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_NODELIST": "localhost",
+        "SLURM_NTASKS": "2",
+        "SLURM_PROCID": str(rank),
+        "SLURM_LOCALID": str(rank),
+        "SLURM_NODEID": "0",
+        "JAX_COORDINATOR_PORT": str(port),
+    }
+
+
+def start(args, run_dir: Path, *, explicit: bool = False) -> list[subprocess.Popen]:
+    port = free_port()
+    procs = []
+    for rank in range(2):
+        extra, env = [], slurm_env(rank, port)
+        if explicit:  # no cluster variables: the keys say it all
+            env = cli_env()
+            extra = [
+                f"distributed.coordinator_address=127.0.0.1:{port}",
+                "distributed.num_processes=2",
+                f"distributed.process_id={rank}",
+            ]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "jaxconv", *args, *extra, f"hydra.run.dir={run_dir}"],
+                cwd=run_dir.parent,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return procs
+
+
+def finish(procs, timeout: float = 300) -> list[tuple[int, str, str]]:
+    """Wait for every process; kill them all on timeout (no process outlives the test)."""
+    deadline = time.time() + timeout
+    out = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=max(deadline - time.time(), 1))
+            out.append((p.returncode, stdout, stderr))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    return out
+
+
+def run(args, run_dir: Path, **kwargs):
+    return finish(start(args, run_dir, **kwargs))
+
+
+def losses(run_dir: Path) -> list[float]:
+    from jaxconv.train import read_metrics
+
+    return [r["loss"] for r in read_metrics(run_dir / "metrics.csv") if r["split"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("mp") / "slurm"
+    return run_dir, run(ARGS, run_dir)
+
+
+def test_two_slurm_processes_make_one_run_written_once(two_processes):
+    run_dir, outs = two_processes
+    for code, _, stderr in outs:
+        assert code == 0, stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "ok" and result["steps"] == 100
+    assert (result["processes"], result["devices"], result["local_devices"]) == (2, 2, 1)
+    assert result["mesh_shape"] == {"data": 2}
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["process_count"] == 2 and provenance["device_count"] == 2
+    # process 0 reports and writes; process 1 trains in silence
+    assert "test accuracy" in outs[0][1] and "test accuracy" not in outs[1][1]
+    assert len(losses(run_dir)) == 100  # one row per step: nothing written twice
+    assert sorted(p.name for p in (run_dir / "checkpoints" / "last").iterdir()) == [
+        "100",
+        "60",
+        "80",
+    ]
+
+
+def test_two_processes_train_like_two_devices_in_one(two_processes, tmp_path):
+    run_dir, _ = two_processes
+    one = tmp_path / "one_process"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxconv", *ARGS, f"hydra.run.dir={one}"],
+        cwd=tmp_path,
+        env=simulated_devices_env(2),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = json.loads((one / "result.json").read_text())
+    assert (single["processes"], single["devices"]) == (1, 2)
+    a, b = losses(run_dir), losses(one)
+    np.testing.assert_allclose(a[:20], b[:20], rtol=1e-4)
+    multi = json.loads((run_dir / "result.json").read_text())
+    assert abs(multi["test_accuracy"] - single["test_accuracy"]) <= 0.01
+    # Gloo's all-reduce of two and XLA's in-process one add the same two partial sums: the
+    # runs are bit-identical.
+    assert a == b and multi["params_sha256"] == single["params_sha256"]
+
+
+def test_explicit_distributed_keys_give_the_same_run(two_processes, tmp_path):
+    run_dir, _ = two_processes
+    outs = run(ARGS, tmp_path / "explicit", explicit=True)
+    for code, _, stderr in outs:
+        assert code == 0, stderr[-3000:]
+    result = json.loads((tmp_path / "explicit" / "result.json").read_text())
+    assert result["processes"] == 2
+    assert (
+        result["params_sha256"]
+        == json.loads((run_dir / "result.json").read_text())["params_sha256"]
+    )
+
+
+def test_sigkill_both_processes_and_resume_both(two_processes, tmp_path):
+    run_dir, _ = two_processes
+    killed = tmp_path / "killed"
+    procs = start(ARGS, killed)
+    try:
+        wait_for_checkpoint(killed, 40, timeout=240)
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+    finally:
+        finish(procs, timeout=60)
+    assert json.loads((killed / "result.json").read_text())["status"] == "running"
+    outs = run([*ARGS, "trainer.resume=true"], killed)
+    for code, _, stderr in outs:
+        assert code == 0, stderr[-3000:]
+    resumed = json.loads((killed / "result.json").read_text())
+    whole = json.loads((run_dir / "result.json").read_text())
+    assert resumed["status"] == "ok" and resumed["params_sha256"] == whole["params_sha256"]
+    assert losses(killed) == losses(run_dir)
+
+
+def test_a_refusal_on_one_process_stops_every_process(tmp_path):
+    """Process 1 is given another seed: both stop before anything is written, in one line
+    each, instead of one waiting for the other in a collective."""
+    port = free_port()
+    run_dir = tmp_path / "refused"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jaxconv", *ARGS, f"seed={rank}", f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            env=slurm_env(rank, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outs = finish(procs, timeout=240)
+    for code, _, stderr in outs:
+        lines = [line for line in stderr.strip().splitlines() if not line.startswith("[Gloo]")]
+        assert code == 2 and len(lines) == 1, stderr[-3000:]
+        assert "different run directories or configs" in lines[0]
+    assert not run_dir.exists()
+
+
+def test_a_dead_process_fails_the_run_instead_of_leaving_the_other_waiting(tmp_path):
+    """SIGKILL process 1 mid-run: process 0's next all-reduce fails (Gloo sees the closed
+    connection) and the run ends "failed", within seconds rather than at a timeout."""
+    run_dir = tmp_path / "orphan"
+    args = [
+        *ARGS,
+        "trainer.max_steps=5000",
+        "trainer.eval_every=500",
+        "trainer.checkpoint_every=20",
+    ]
+    args += ["distributed.timeout_seconds=30"]
+    procs = start(args, run_dir)
+    try:
+        wait_for_checkpoint(run_dir, 20, timeout=240)
+        os.kill(procs[1].pid, signal.SIGKILL)
+        killed_at = time.time()
+        procs[0].wait(timeout=120)
+        waited = time.time() - killed_at
+    finally:
+        finish(procs, timeout=60)
+    assert procs[0].returncode != 0 and waited < 60
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and "Gloo" in result["error"], result
