@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint bench device-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/conv_backends.py
+
+## device-wheels: the pure-Python wheels benchmarks/device_check.sh installs on a GPU
+## machine without network (the versions this .venv has), into benchmarks/.whl/
+device-wheels: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps -w benchmarks/.whl $$($(BIN)/python -c "from importlib.metadata import version as v; print(' '.join(f'{p}=={v(p)}' for p in ('hydra-core', 'omegaconf', 'antlr4-python3-runtime', 'mnist1d')))") 'setuptools>=68'
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
