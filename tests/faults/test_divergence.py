@@ -50,8 +50,8 @@ def test_nan_parameters_are_never_checkpointed(hydra_compose, tmp_path, monkeypa
 
     real = loop.make_train_step
 
-    def poisoned(label_smoothing):
-        step = real(label_smoothing)
+    def poisoned(*args):
+        step = real(*args)
 
         def wrapped(state, x, y):
             new, metrics = step(state, x, y)

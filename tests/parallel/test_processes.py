@@ -226,3 +226,26 @@ def test_a_dead_process_fails_the_run_instead_of_leaving_the_other_waiting(tmp_p
     assert procs[0].returncode != 0 and waited < 60
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "failed" and "Gloo" in result["error"], result
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+    """SLURM signals every task, but not at the same instant: the processes share their
+    flags every few steps and all checkpoint and stop at one step (exit 143 each)."""
+    run_dir = tmp_path / "term"
+    args = [
+        *ARGS,
+        "trainer.max_steps=5000",
+        "trainer.eval_every=500",
+        "trainer.checkpoint_every=20",
+    ]
+    procs = start(args, run_dir)
+    try:
+        wait_for_checkpoint(run_dir, 20, timeout=240)
+        procs[0].send_signal(signal.SIGTERM)
+    finally:
+        outs = finish(procs, timeout=120)
+    assert [code for code, _, _ in outs] == [143, 143], [o[2][-2000:] for o in outs]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "interrupted"
+    step = int(result["error"].split("step ")[1].split()[0].rstrip(";,:"))
+    assert (run_dir / "checkpoints" / "last" / str(step)).is_dir()

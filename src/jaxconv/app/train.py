@@ -272,10 +272,12 @@ def train(
     for noisy in ("absl", "orbax", "jax._src.xla_bridge", "jax._src.distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
+    validate(cfg)
+    # jax.distributed installs its own SIGTERM handler (a preemption notice): start it
+    # before ours, which must be the one that sees SIGTERM
+    parallel.initialize(**OmegaConf.to_container(cfg.distributed, resolve=True))
+    jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
     with stop_on_signals() as stop:
-        validate(cfg)
-        parallel.initialize(**OmegaConf.to_container(cfg.distributed, resolve=True))
-        jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
         config = task_config(cfg)
         dataset, model, tx, mesh = _checked_by_all(cfg, run_dir, config)
         primary = parallel.is_primary()

@@ -328,10 +328,9 @@ def fit(
     buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
     initial = create_state(model, data.x_train, optimizer, o.seed, o.compute_dtype)
     state, history = _restore(parallel.replicate(initial, mesh), ckpt, buffer, o.resume)
-    if should_stop is not None and jax.process_count() > 1:
-        should_stop = parallel.AgreedStop(should_stop)  # all processes stop at one step
-    if should_stop is not None and should_stop():  # asked to stop before anything was written
-        raise Interrupted(should_stop(), None, False)
+    stop = _stop_poll(should_stop)
+    if stop(state):  # asked to stop before anything was written
+        raise Interrupted(stop(state), None, False)
     if on_start is not None:
         on_start()
     loop = _Loop(
@@ -348,8 +347,8 @@ def fit(
     )
     try:
         for step in range(int(state.step), total):
-            if should_stop is not None and should_stop():
-                _stop(should_stop(), state, buffer, ckpt)
+            if stop(state):
+                _stop(stop(state), state, buffer, ckpt)
             state = loop.step(state, step)
         buffer.check_finite(ckpt.latest_step() if ckpt else None)
     finally:
@@ -357,6 +356,16 @@ def fit(
         if ckpt is not None:
             ckpt.close()
     return state, history
+
+
+def _stop_poll(should_stop: Callable[[], int | None] | None) -> Callable[[Any], int | None]:
+    """``should_stop`` as the loop polls it, given the latest state: with several
+    processes, :class:`~jaxconv.train.parallel.AgreedStop` (all stop at one step)."""
+    if should_stop is None:
+        return lambda state: None
+    if jax.process_count() > 1:
+        return parallel.AgreedStop(should_stop)
+    return lambda state: should_stop()
 
 
 def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool):

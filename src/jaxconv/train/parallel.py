@@ -201,18 +201,24 @@ def agree(failed: bool, token: str = "") -> tuple[bool, bool]:
 class AgreedStop:
     """``should_stop`` made collective: every ``every`` calls the processes share their
     signal flags, and all stop at the same step when any was signalled (a process that
-    stopped alone would leave the others waiting in the next collective)."""
+    stopped alone would leave the others waiting in the next collective).
+
+    Called with the latest state, which it waits for first: the flags' all-gather has
+    no data dependence on a training step still running, and two collectives running
+    at once can meet in a different order on each process (a deadlock)."""
 
     def __init__(self, should_stop, every: int = 10):
         self.should_stop, self.every, self.calls, self.agreed = should_stop, every, 0, None
 
-    def __call__(self) -> int | None:
+    def __call__(self, state: Any = None) -> int | None:
         if self.agreed:
             return self.agreed
         self.calls += 1
         if self.calls % self.every:
             return None
         from jax.experimental import multihost_utils
+
+        jax.block_until_ready(state)
 
         mine = np.array([self.should_stop() or 0], np.int32)
         signals = np.asarray(multihost_utils.process_allgather(mine)).ravel()

@@ -47,7 +47,8 @@ def stop_on_signals(
     """Within the block, SIGINT/SIGTERM set the yielded flag instead of killing the process.
 
     Outside the main thread (where Python cannot install handlers) the flag never rises
-    and signals keep their usual effect.
+    and signals keep their usual effect. Start ``jax.distributed`` before entering: it
+    installs a SIGTERM handler of its own, which would replace this one.
     """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -67,5 +68,5 @@ def stop_on_signals(
     try:
         yield flag
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for s, h in previous.items():  # None: a handler installed outside Python
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
