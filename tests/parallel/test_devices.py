@@ -43,10 +43,11 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def one_vs_four():
+def one_vs_four():  # the tests using it share one xdist worker (make test: --dist loadgroup)
     return json.loads(run_python(ONE_VS_FOUR, devices=4).strip().splitlines()[-1])
 
 
+@pytest.mark.xdist_group("one_vs_four")
 def test_four_devices_train_like_one(one_vs_four):
     one, four = one_vs_four["one"], one_vs_four["four"]
     assert one["mesh"] == {"data": 1} and four["mesh"] == {"data": 4}
@@ -57,11 +58,13 @@ def test_four_devices_train_like_one(one_vs_four):
     assert one["test"]["accuracy"] > 0.85  # it learned: the 1-point bound means something
 
 
+@pytest.mark.xdist_group("one_vs_four")
 def test_four_devices_rerun_is_bit_identical(one_vs_four):
     assert one_vs_four["four"]["sha"] == one_vs_four["four_again"]["sha"]
     assert one_vs_four["four"]["losses"] == one_vs_four["four_again"]["losses"]
 
 
+@pytest.mark.xdist_group("one_vs_four")
 def test_sharded_evaluation_pads_and_masks_the_last_batch(one_vs_four):
     for run in ("one", "four"):
         sharded, single = one_vs_four[run]["odd_sharded"], one_vs_four[run]["odd_single"]
@@ -144,7 +147,6 @@ def test_cli_refuses_a_batch_the_devices_do_not_divide(tmp_path):
         (["trainer.batch_size=30"], "trainer.batch_size (=30) must be divisible by the "
          "number of devices (=4)"),
         (["trainer.devices=8"], "trainer.devices (=8) must be 'all' or at most the 4 local"),
-        (["trainer.devices=0"], "trainer.devices (=0) must be 'all' or an int >= 1"),
     ):  # fmt: skip
         run_dir = tmp_path / "run"
         proc = _cli([*TINY, "trainer.max_steps=5", f"hydra.run.dir={run_dir}", *args], tmp_path, 4)
@@ -194,3 +196,11 @@ def _numbers(path):
     from jaxconv.train import read_metrics
 
     return [(r["step"], r["split"], r["loss"], r["accuracy"]) for r in read_metrics(path)]
+
+
+@pytest.mark.parametrize("value", [0, -1, "two"])
+def test_a_devices_value_that_cannot_be_is_refused_before_any_device(hydra_compose, value):
+    from jaxconv.app.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"^trainer.devices \(=.*\) must be 'all' or an int"):
+        validate(hydra_compose([f"trainer.devices={value}"]))

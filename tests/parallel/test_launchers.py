@@ -60,7 +60,7 @@ def test_submitit_local_runs_a_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "-m", "jaxconv", "-m", "hydra/launcher=submitit_local",
-         "data=digits", "model=cnn2d", "model.channels=[8,16]", "trainer.max_steps=20",
+         "data=digits", "model=cnn2d", "model.channels=[8,16]", "trainer.max_steps=10",
          "trainer.batch_size=32", "trainer.plots=false", "seed=0,1",
          f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600,

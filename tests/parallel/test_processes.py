@@ -15,7 +15,8 @@ import pytest
 
 from tests.helpers import cli_env, free_port, simulated_devices_env, wait_for_checkpoint
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs the module, so the module's fixtures run once (make test: --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("processes")]
 
 ARGS = [
     "data=digits",
@@ -146,31 +147,21 @@ def test_two_processes_train_like_two_devices_in_one(two_processes, tmp_path):
     assert a == b and multi["params_sha256"] == single["params_sha256"]
 
 
-def test_explicit_distributed_keys_give_the_same_run(two_processes, tmp_path):
-    run_dir, _ = two_processes
-    outs = run(ARGS, tmp_path / "explicit", explicit=True)
-    for code, _, stderr in outs:
-        assert code == 0, stderr[-3000:]
-    result = json.loads((tmp_path / "explicit" / "result.json").read_text())
-    assert result["processes"] == 2
-    assert (
-        result["params_sha256"]
-        == json.loads((run_dir / "result.json").read_text())["params_sha256"]
-    )
-
-
-def test_sigkill_both_processes_and_resume_both(two_processes, tmp_path):
+def test_sigkill_both_processes_and_resume_both_with_explicit_keys(two_processes, tmp_path):
+    """Started with explicit ``distributed.*`` keys instead of SLURM's variables, killed
+    mid-run and resumed: the same parameters, bit for bit, as the SLURM run."""
     run_dir, _ = two_processes
     killed = tmp_path / "killed"
-    procs = start(ARGS, killed)
+    procs = start(ARGS, killed, explicit=True)
     try:
         wait_for_checkpoint(killed, 40, timeout=240)
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)
     finally:
         finish(procs, timeout=60)
-    assert json.loads((killed / "result.json").read_text())["status"] == "running"
-    outs = run([*ARGS, "trainer.resume=true"], killed)
+    running = json.loads((killed / "result.json").read_text())
+    assert running["status"] == "running" and running["processes"] == 2
+    outs = run([*ARGS, "trainer.resume=true"], killed, explicit=True)
     for code, _, stderr in outs:
         assert code == 0, stderr[-3000:]
     resumed = json.loads((killed / "result.json").read_text())
@@ -213,7 +204,7 @@ def test_a_dead_process_fails_the_run_instead_of_leaving_the_other_waiting(tmp_p
         "trainer.eval_every=500",
         "trainer.checkpoint_every=20",
     ]
-    args += ["distributed.timeout_seconds=30"]
+    args += ["distributed.timeout_seconds=10"]
     procs = start(args, run_dir)
     try:
         wait_for_checkpoint(run_dir, 20, timeout=240)

@@ -289,6 +289,12 @@ def fit(
     Data order is a pure function of ``(seed, epoch)`` and augmentation of ``(seed,
     step)``, so a resumed run sees the same batches as an uninterrupted one.
 
+    Each batch is split over ``devices`` (every local device by default) and the result
+    is that of one device on the whole batch. With ``jax.distributed`` started (see
+    :func:`jaxconv.train.parallel.initialize`), every process calls ``fit`` with the
+    same arguments and data; each loads its rows of every batch, process 0 alone writes
+    ``metrics.csv``, and checkpoints are saved collectively.
+
     Args:
       model: a flax Module called as ``model(x, train=...)``.
       data: a :class:`jaxconv.data.Dataset`.
