@@ -194,8 +194,21 @@ def agree(failed: bool, token: str = "") -> tuple[bool, bool]:
 
     # int32: what a device array holds without x64
     mine = np.array([int(failed), zlib.crc32(token.encode()) & 0x7FFFFFFF], np.int32)
-    everyone = np.asarray(multihost_utils.process_allgather(mine))
+    everyone = _allgather(mine, multihost_utils, "before the run was accepted")
     return bool(everyone[:, 0].any()), bool((everyone[:, 1] == mine[1]).all())
+
+
+def _allgather(mine: np.ndarray, multihost_utils, when: str) -> np.ndarray:
+    """``process_allgather``, its failure (a process that died, or that never came within
+    the heartbeat timeout) as one :class:`DistributedError` line."""
+    try:
+        return np.asarray(multihost_utils.process_allgather(mine))
+    except Exception as err:  # noqa: BLE001  (jaxlib's runtime error)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DistributedError(
+            f"another process stopped or did not answer {when} (the wait is bounded by "
+            f"distributed.timeout_seconds): {first[:300]}"
+        ) from err
 
 
 class AgreedStop:
@@ -221,6 +234,6 @@ class AgreedStop:
         jax.block_until_ready(state)
 
         mine = np.array([self.should_stop() or 0], np.int32)
-        signals = np.asarray(multihost_utils.process_allgather(mine)).ravel()
+        signals = _allgather(mine, multihost_utils, "between two steps").ravel()
         self.agreed = int(signals.max()) or None
         return self.agreed
