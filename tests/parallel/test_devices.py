@@ -42,7 +42,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def one_vs_four():  # the tests using it share one xdist worker (make test: --dist loadgroup)
     return json.loads(run_python(ONE_VS_FOUR, devices=4).strip().splitlines()[-1])
 
@@ -157,39 +157,57 @@ def test_cli_refuses_a_batch_the_devices_do_not_divide(tmp_path):
         assert not run_dir.exists()  # refused: nothing written
 
 
+#: The "four" run of ONE_VS_FOUR again, with checkpoints in ``sys.argv[1]`` (resumed
+#: from them when ``sys.argv[2]`` is "resume"); checkpointing does not change the numbers.
+FOUR_WITH_CHECKPOINTS = """
+import sys, jax
+from jaxconv.data import load_dataset
+from jaxconv.models import CNN
+from jaxconv.train import fit, make_optimizer, params_sha256
+
+data = load_dataset("digits")
+model = CNN(channels=(8, 16), dropout=0.2, num_classes=10)
+state, _ = fit(model, data, make_optimizer("adam", 3e-3), max_steps=200, batch_size=32,
+               eval_every=1, progress=False, devices=4, run_dir=sys.argv[1],
+               checkpoint_every=50, resume=sys.argv[2] == "resume")
+print(params_sha256(state.params))
+"""
+
+
 @pytest.mark.slow
-def test_sigkill_and_resume_on_four_devices_equals_the_uninterrupted_run(tmp_path):
+@pytest.mark.xdist_group("one_vs_four")
+def test_sigkill_and_resume_on_four_devices_equals_the_uninterrupted_run(one_vs_four, tmp_path):
     import subprocess
     import sys
 
-    args = [*TINY, "trainer.max_steps=60", "trainer.eval_every=20", "trainer.checkpoint_every=10"]
-    whole = _cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], tmp_path, 4)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    result = json.loads((tmp_path / "whole" / "result.json").read_text())
-    assert (result["devices"], result["local_devices"], result["processes"]) == (4, 4, 1)
-    assert result["mesh_shape"] == {"data": 4} and result["platform"] == "cpu"
-
-    killed = tmp_path / "killed"
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-c", FOUR_WITH_CHECKPOINTS, str(run_dir)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxconv", *args, f"hydra.run.dir={killed}"],
-        cwd=tmp_path,
+        [*command, "fresh"],
         env=simulated_devices_env(4),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_checkpoint(killed, 20)
+        wait_for_checkpoint(run_dir, 100)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(timeout=60)
-    assert json.loads((killed / "result.json").read_text())["status"] == "running"
-    resumed = _cli([*args, f"hydra.run.dir={killed}", "trainer.resume=true"], tmp_path, 4)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    again = json.loads((killed / "result.json").read_text())
-    assert again["status"] == "ok" and again["devices"] == 4
-    assert again["params_sha256"] == result["params_sha256"]
-    assert _numbers(killed / "metrics.csv") == _numbers(tmp_path / "whole" / "metrics.csv")
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    assert 100 <= max(int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()) < 200
+    resumed = subprocess.run(
+        [*command, "resume"],
+        env=simulated_devices_env(4),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.split()[-1] == one_vs_four["four"]["sha"]
+    metrics = _numbers(run_dir / "metrics.csv")
+    train = [loss for _, split, loss, _ in metrics if split == "train"]
+    assert train == one_vs_four["four"]["losses"]  # every step's loss, before and after
 
 
 def _numbers(path):

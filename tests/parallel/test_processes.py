@@ -98,7 +98,7 @@ def losses(run_dir: Path) -> list[float]:
     return [r["loss"] for r in read_metrics(run_dir / "metrics.csv") if r["split"] == "train"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_processes(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("mp") / "slurm"
     return run_dir, run(ARGS, run_dir)
