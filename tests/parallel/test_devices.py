@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (
+    computed_once,
     run_python,
     simulated_devices_env,
     wait_for_checkpoint,
@@ -43,11 +44,14 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="session")
-def one_vs_four():  # the tests using it share one xdist worker (make test: --dist loadgroup)
-    return json.loads(run_python(ONE_VS_FOUR, devices=4).strip().splitlines()[-1])
+def one_vs_four(tmp_path_factory):
+    return computed_once(
+        tmp_path_factory,
+        "one_vs_four",
+        lambda: json.loads(run_python(ONE_VS_FOUR, devices=4).strip().splitlines()[-1]),
+    )
 
 
-@pytest.mark.xdist_group("one_vs_four")
 def test_four_devices_train_like_one(one_vs_four):
     one, four = one_vs_four["one"], one_vs_four["four"]
     assert one["mesh"] == {"data": 1} and four["mesh"] == {"data": 4}
@@ -58,13 +62,11 @@ def test_four_devices_train_like_one(one_vs_four):
     assert one["test"]["accuracy"] > 0.85  # it learned: the 1-point bound means something
 
 
-@pytest.mark.xdist_group("one_vs_four")
 def test_four_devices_rerun_is_bit_identical(one_vs_four):
     assert one_vs_four["four"]["sha"] == one_vs_four["four_again"]["sha"]
     assert one_vs_four["four"]["losses"] == one_vs_four["four_again"]["losses"]
 
 
-@pytest.mark.xdist_group("one_vs_four")
 def test_sharded_evaluation_pads_and_masks_the_last_batch(one_vs_four):
     for run in ("one", "four"):
         sharded, single = one_vs_four[run]["odd_sharded"], one_vs_four[run]["odd_single"]
@@ -175,7 +177,6 @@ print(params_sha256(state.params))
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("one_vs_four")
 def test_sigkill_and_resume_on_four_devices_equals_the_uninterrupted_run(one_vs_four, tmp_path):
     import subprocess
     import sys

@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import cli_env, free_port, simulated_devices_env, wait_for_checkpoint
+from tests.helpers import (
+    cli_env,
+    computed_once,
+    free_port,
+    simulated_devices_env,
+    wait_for_checkpoint,
+)
 
-# one xdist worker runs the module, so the module's fixtures run once (make test: --dist loadgroup)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("processes")]
+pytestmark = pytest.mark.slow
 
 ARGS = [
     "data=digits",
@@ -100,8 +105,14 @@ def losses(run_dir: Path) -> list[float]:
 
 @pytest.fixture(scope="session")
 def two_processes(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("mp") / "slurm"
-    return run_dir, run(ARGS, run_dir)
+    """The 2-process SLURM run the tests compare with (made once per session)."""
+
+    def make():
+        run_dir = tmp_path_factory.mktemp("mp") / "slurm"
+        return str(run_dir), run(ARGS, run_dir)
+
+    run_dir, outs = computed_once(tmp_path_factory, "two_processes", make)
+    return Path(run_dir), outs
 
 
 def test_two_slurm_processes_make_one_run_written_once(two_processes):
