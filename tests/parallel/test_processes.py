@@ -125,6 +125,13 @@ def test_two_slurm_processes_make_one_run_written_once(two_processes):
     assert result["mesh_shape"] == {"data": 2}
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert provenance["process_count"] == 2 and provenance["device_count"] == 2
+    assert provenance["topology"] == {
+        "devices": 2,
+        "local_devices": 1,
+        "processes": 2,
+        "mesh_shape": {"data": 2},
+        "platform": "cpu",
+    }
     # process 0 reports and writes; process 1 trains in silence
     assert "test accuracy" in outs[0][1] and "test accuracy" not in outs[1][1]
     assert len(losses(run_dir)) == 100  # one row per step: nothing written twice

@@ -383,13 +383,19 @@ def _running_record(cfg: DictConfig, model, overrides: list[str] | None, mesh) -
     }
 
 
+#: What result.json and provenance.json record about where the run ran.
+TOPOLOGY_KEYS = ("devices", "local_devices", "processes", "mesh_shape", "platform")
+
+
 def _write_accepted_run(
     run_dir: Path, cfg: DictConfig, config: dict, overrides, result: dict
 ) -> None:
     """The files an accepted run starts with: config.yaml, provenance.json, result.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config)
-    write_json(run_dir / "provenance.json", provenance(cfg, list(overrides or [])))
+    record = provenance(cfg, list(overrides or []))
+    record["topology"] = {k: result[k] for k in TOPOLOGY_KEYS}  # as result.json has it
+    write_json(run_dir / "provenance.json", record)
     write_json(run_dir / "result.json", result)
 
 
