@@ -149,7 +149,9 @@ def initialize(
     timeout_seconds: int = 300,
 ) -> bool:
     """Start ``jax.distributed`` when asked or when a cluster is detected; must run before
-    anything touches a device. Returns whether this process is one of several.
+    anything touches a device (and it touches none itself, so that settings applied
+    before the backend starts, like :func:`~jaxconv.train.reuse_host_memory`, still
+    can be). Returns whether ``jax.distributed`` is running.
 
     ``initialize``: ``False`` never, ``True`` always (JAX detects its arguments when none
     are given), ``None`` when ``coordinator_address`` is given or :func:`detected_cluster`
@@ -158,7 +160,7 @@ def initialize(
     instead of waiting in a collective forever.
     """
     if jax.distributed.is_initialized():
-        return jax.process_count() > 1
+        return True
     explicit = coordinator_address is not None
     if initialize is False or not (initialize or explicit or detected_cluster()):
         return False
@@ -177,7 +179,7 @@ def initialize(
             f"jax.distributed could not connect via {where} within {timeout_seconds} s "
             f"(distributed.timeout_seconds): {first[:300]}"
         ) from err
-    return jax.process_count() > 1
+    return True
 
 
 class DistributedError(RuntimeError):
