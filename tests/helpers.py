@@ -12,12 +12,13 @@ def cli_env() -> dict:
     return {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
-def cli(args, cwd, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m jaxconv ARGS`` to completion, output captured as text."""
+def cli(args, cwd, timeout=600, env=None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m jaxconv ARGS`` to completion, output captured as text (``env``: the
+    environment, default :func:`cli_env`)."""
     return subprocess.run(
         [sys.executable, "-m", "jaxconv", *map(str, args)],
         cwd=cwd,
-        env=cli_env(),
+        env=env or cli_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (
+    cli,
     computed_once,
     run_python,
     simulated_devices_env,
@@ -130,20 +131,6 @@ TINY = [
 ]
 
 
-def _cli(args, cwd, devices, timeout=300):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "jaxconv", *map(str, args)],
-        cwd=cwd,
-        env=simulated_devices_env(devices),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_cli_refuses_a_batch_the_devices_do_not_divide(tmp_path):
     for args, expected in (
         (["trainer.batch_size=30"], "trainer.batch_size (=30) must be divisible by the "
@@ -151,7 +138,8 @@ def test_cli_refuses_a_batch_the_devices_do_not_divide(tmp_path):
         (["trainer.devices=8"], "trainer.devices (=8) must be 'all' or at most the 4 local"),
     ):  # fmt: skip
         run_dir = tmp_path / "run"
-        proc = _cli([*TINY, "trainer.max_steps=5", f"hydra.run.dir={run_dir}", *args], tmp_path, 4)
+        args = [*TINY, "trainer.max_steps=5", f"hydra.run.dir={run_dir}", *args]
+        proc = cli(args, tmp_path, timeout=300, env=simulated_devices_env(4))
         assert proc.returncode == 2, proc.stderr[-2000:]
         lines = proc.stderr.strip().splitlines()
         assert lines == [f"jaxconv-train: error: {lines[-1].split('error: ', 1)[1]}"], lines

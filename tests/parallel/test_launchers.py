@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import cli_env
+from tests.helpers import cli, cli_env
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
@@ -58,12 +58,11 @@ def test_slurm_launcher_makes_one_multi_process_job_per_sweep_point(tmp_path):
 
 def test_submitit_local_runs_a_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxconv", "-m", "hydra/launcher=submitit_local",
-         "data=digits", "model=cnn2d", "model.channels=[8,16]", "trainer.max_steps=10",
-         "trainer.batch_size=32", "trainer.plots=false", "seed=0,1",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600,
+    proc = cli(
+        ["-m", "hydra/launcher=submitit_local", "data=digits", "model=cnn2d",
+         "model.channels=[8,16]", "trainer.max_steps=10", "trainer.batch_size=32",
+         "trainer.plots=false", "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads((sweep / str(job) / "result.json").read_text()) for job in (0, 1)]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (
+    cli,
     cli_env,
     computed_once,
     free_port,
@@ -145,14 +146,7 @@ def test_two_slurm_processes_make_one_run_written_once(two_processes):
 def test_two_processes_train_like_two_devices_in_one(two_processes, tmp_path):
     run_dir, _ = two_processes
     one = tmp_path / "one_process"
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxconv", *ARGS, f"hydra.run.dir={one}"],
-        cwd=tmp_path,
-        env=simulated_devices_env(2),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli([*ARGS, f"hydra.run.dir={one}"], tmp_path, timeout=300, env=simulated_devices_env(2))
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = json.loads((one / "result.json").read_text())
     assert (single["processes"], single["devices"]) == (1, 2)

@@ -373,7 +373,6 @@ def _running_record(cfg: DictConfig, model, overrides: list[str] | None, mesh) -
         "config_sha256": config_sha256(cfg),
         "versions": versions(),
         "device": jax.devices()[0].device_kind,
-        "platform": jax.default_backend(),
         "model": type(model).__name__,
         "data": cfg.data.name,
         "conv_backend": cfg.conv_backend,
@@ -590,13 +589,6 @@ def _task(cfg: DictConfig) -> float:
             handler.close()
 
 
-def _primary() -> bool:
-    """Process 0 (or the only one): it alone writes a failed job's record."""
-    import jax
-
-    return not jax.distributed.is_initialized() or jax.process_index() == 0
-
-
 def _failed(
     err: BaseException,
     cfg: DictConfig,
@@ -610,7 +602,7 @@ def _failed(
 ) -> float:
     """Report a job that did not finish: one line for what the user can fix, the exit
     status for a single run, the worst objective for a sweep (which goes on)."""
-    from jaxconv.train import Diverged, Interrupted
+    from jaxconv.train import Diverged, Interrupted, parallel
 
     def say(message: str) -> None:
         print(f"jaxconv-train: {message}", file=sys.stderr, flush=True)
@@ -620,7 +612,7 @@ def _failed(
         sys.exit(err.exit_status if isinstance(err, Interrupted) else 130)
     one_line = isinstance(err, (*_one_line_errors(), Diverged))
     if not accepted:
-        if multirun and _primary():
+        if multirun and parallel.is_primary():  # process 0 alone writes a job's record
             previous = _previous_result(run_dir)
             same_failure = previous and previous.get("status") == "failed"
             try:

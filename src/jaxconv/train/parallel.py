@@ -110,8 +110,9 @@ def describe(mesh: Mesh) -> dict[str, Any]:
 
 
 def is_primary() -> bool:
-    """Process 0 writes the run's files; every process takes part in the collectives."""
-    return jax.process_index() == 0
+    """Process 0 writes the run's files; every process takes part in the collectives.
+    True in a single process without starting its backend (a refused run need not)."""
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
 
 
 # --- several processes -------------------------------------------------------------------
