@@ -46,6 +46,7 @@ BACKENDS = jaxconv.backends()
 class _Net(fnn.Module):
     conv: callable
     pool: callable
+    deconv: callable = None  # a ConvTranspose factory with PyTorch's padding: (features, k, s, p)
 
 
 class MNIST1DNet(_Net):
@@ -98,16 +99,60 @@ class ResNet20(_Net):
         return fnn.Dense(10)(x.mean(axis=(1, 2)))
 
 
+class ConvAutoencoder(_Net):
+    @fnn.compact
+    def __call__(self, x):
+        for width in (32, 64):
+            x = fnn.relu(self.conv(width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x))
+        x = fnn.relu(self.deconv(32, 4, 2, 1)(x))
+        return self.deconv(1, 4, 2, 1)(x)
+
+
+class MobileNet(_Net):
+    @fnn.compact
+    def __call__(self, x):
+        bn = partial(fnn.BatchNorm, use_running_average=False, momentum=0.9)
+        x = fnn.relu(bn()(self.conv(32, (3, 3), padding="SAME", use_bias=False)(x)))
+        for stride, width in zip((1, 2, 1, 2), (64, 128, 128, 256)):
+            depthwise = self.conv(
+                x.shape[-1],
+                (3, 3),
+                strides=(stride, stride),
+                padding=((1, 1), (1, 1)),
+                feature_group_count=x.shape[-1],
+                use_bias=False,
+            )
+            x = fnn.relu(bn()(depthwise(x)))
+            x = fnn.relu(bn()(self.conv(width, (1, 1), use_bias=False)(x)))
+        return fnn.Dense(10)(x.mean(axis=(1, 2)))
+
+
+def flax_deconv(features, k, s, p):
+    """Stock ``flax.linen.ConvTranspose`` with PyTorch's ``padding=p``: the transposed
+    kernel and ``k - 1 - p`` explicit padding per side."""
+    pad = ((k - 1 - p, k - 1 - p),) * 2
+    return fnn.ConvTranspose(features, (k, k), strides=(s, s), padding=pad, transpose_kernel=True)
+
+
+def jaxconv_deconv(backend):
+    def make(features, k, s, p):
+        return jnn.ConvTranspose(features, (k, k), strides=s, padding=p, backend=backend)
+
+    return make
+
+
 NETS = {  # name: (module class, batch, input shape)
     "mnist1d": (MNIST1DNet, 100, (40, 1)),
     "mnist": (MNISTNet, 128, (28, 28, 1)),
     "vgg6": (VGG6, 128, (32, 32, 3)),
     "resnet20": (ResNet20, 128, (32, 32, 3)),
+    "autoencoder": (ConvAutoencoder, 128, (28, 28, 1)),
+    "mobilenet": (MobileNet, 128, (32, 32, 3)),
 }
 
 
-def jax_step(net_cls, conv, pool, x, y):
-    model = net_cls(conv=conv, pool=pool)
+def jax_step(net_cls, conv, pool, deconv, x, y):
+    model = net_cls(conv=conv, pool=pool, deconv=deconv)
     variables = model.init(jax.random.key(0), x)
     params, stats = variables["params"], variables.get("batch_stats", {})
     tx = optax.adam(1e-3)
@@ -121,6 +166,8 @@ def jax_step(net_cls, conv, pool, x, y):
             stats = new["batch_stats"]
         else:
             logits = model.apply({"params": params}, x)
+        if logits.shape == x.shape:  # the autoencoder: reconstruction error
+            return jnp.mean((logits - x) ** 2), stats
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
 
     @partial(jax.jit, donate_argnums=(0, 1, 2))  # updated in place, as jaxconv.train's step
@@ -190,6 +237,29 @@ def torch_step(name, batch, shape):
             ]
             cin = width
         net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(2048, 10))
+    elif name == "autoencoder":
+        net = nn.Sequential(
+            nn.Conv2d(1, 32, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, 2, 1),
+        )
+    elif name == "mobilenet":
+        layers, cin = [nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()], 32
+        for stride, width in zip((1, 2, 1, 2), (64, 128, 128, 256)):
+            layers += [
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+                nn.BatchNorm2d(cin),
+                nn.ReLU(),
+                nn.Conv2d(cin, width, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+            cin = width
+        net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
     else:
 
         class Block(nn.Module):
@@ -227,7 +297,13 @@ def torch_step(name, batch, shape):
     x = torch.randn(layout)
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    loss_fn = nn.CrossEntropyLoss()
+    if name == "autoencoder":
+        target, y, mse = x, x, nn.MSELoss()
+
+        def loss_fn(out, _):
+            return mse(out, target)
+    else:
+        loss_fn = nn.CrossEntropyLoss()
 
     def run():
         opt.zero_grad(set_to_none=True)
@@ -304,12 +380,14 @@ def main() -> None:
         flax_pool = partial(fnn.max_pool, window_shape=(2,) * n, strides=(2,) * n)
         contenders, memory, programs = {}, {}, {}
         contenders["flax"], memory["flax"], programs["flax"] = jax_step(
-            net_cls, fnn.Conv, flax_pool, x, y
+            net_cls, fnn.Conv, flax_pool, flax_deconv, x, y
         )
         for b in backends:
             conv = partial(jnn.Conv, backend=b)
             pool = partial(jaxconv.max_pool, window=2, backend=b)
-            contenders[b], memory[b], programs[b] = jax_step(net_cls, conv, pool, x, y)
+            contenders[b], memory[b], programs[b] = jax_step(
+                net_cls, conv, pool, jaxconv_deconv(b), x, y
+            )
         sync = {k: jax.block_until_ready for k in contenders}
         if have_torch:
             contenders["torch"] = torch_step(name, batch, shape)

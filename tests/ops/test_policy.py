@@ -5,6 +5,8 @@ skipped for want of a size; ``platform`` is a field, so GPU and TPU choices are 
 this CPU machine.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 
 import jaxconv
 from jaxconv.ops import ConvProblem, explain_backend, select_backend
+from jaxconv.ops.backends.policy import subpixel
 
 
 def P(
@@ -27,6 +30,7 @@ def P(
     dilation=1,
     input_dilation=1,
     transposed=False,
+    phases=1,
 ):
     n = len(kernel_size)
     return dict(
@@ -41,6 +45,7 @@ def P(
         spatial=spatial or (32,) * n,
         dtype=dtype,
         transposed=transposed,
+        phases=phases,
     )
 
 
@@ -116,8 +121,20 @@ TABLE = [
     ),
     ("transposed stride-1 3x3 32 -> 32", P((3, 3), 32, 32, transposed=True), "lax", "lax"),
     (
-        "transposed stride-2 4x4 64 -> 32",
+        "transposed stride-2 4x4 64 -> 32 (its direct form: XLA's, where not sub-pixel)",
         P((4, 4), 64, 32, input_dilation=2, transposed=True),
+        "lax",
+        "lax",
+    ),
+    (
+        "sub-pixel phases of a transposed 4x4 s2 64 -> 32",
+        P((2, 2), 64, 128, spatial=(7, 7), transposed=True, phases=4),
+        "window",
+        "lax",
+    ),
+    (
+        "grouped sub-pixel phases",
+        P((2, 2), 8, 64, groups=4, spatial=(7, 7), transposed=True, phases=4),
         "lax",
         "lax",
     ),
@@ -151,3 +168,27 @@ def test_call_sites_describe_the_problem_they_run(on_cpu):
     assert "_chunked_conv" in str(in_bf16)  # window's im2col
     small = jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="auto"))(x[:8], k[..., :16])
     assert "conv_general_dilated" in str(small)
+
+
+@pytest.mark.parametrize(
+    "cout,groups,stride,dilation,platform,expected",
+    [
+        (32, 1, 2, 1, "cpu", True),  # the decoder layer
+        (8, 1, 2, 1, "cpu", True),
+        (4, 1, 2, 1, "cpu", False),  # few output channels: XLA's direct form is faster
+        (1, 1, 2, 1, "cpu", False),
+        (32, 4, 2, 1, "cpu", True),  # 8 per group
+        (32, 8, 2, 1, "cpu", False),  # 4 per group
+        (32, 1, 1, 1, "cpu", False),  # stride 1: nothing to decompose
+        (32, 1, 2, 2, "cpu", False),  # dilated strided axes: mostly zero sub-kernels
+        (32, 1, 2, 1, "gpu", False),  # cuDNN's transposed convolution
+        (32, 1, 2, 1, "tpu", False),
+    ],
+)
+def test_subpixel_decision(cout, groups, stride, dilation, platform, expected):
+    problem = ConvProblem(
+        **P((4, 4), 64 // groups, cout, groups=groups, dilation=dilation, input_dilation=stride),
+        platform=platform,
+    )
+    assert subpixel(dataclasses.replace(problem, transposed=True)) is expected
+    assert subpixel(problem) is False  # a forward convolution is never decomposed

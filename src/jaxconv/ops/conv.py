@@ -6,14 +6,17 @@ modes), run the chosen backend's channels-last core, restore the caller's layout
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
 
 from jaxconv.ops import _validate as V
+from jaxconv.ops import phases
 from jaxconv.ops._types import IntOrInts, Padding
 from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
+from jaxconv.ops.backends.policy import subpixel
 from jaxconv.ops.backends.geometry import pad_and_dilate
 from jaxconv.ops.padding import apply_modes, check_mode_widths
 
@@ -271,31 +274,78 @@ def conv_transpose(
     backend = check_backend(backend)
     ksize = kernel.shape[:n]
     core_pads = _transpose_pads(padding, output_padding, y.shape[1:-1], ksize, strides, dil)
+    platform = platform_of(y, kernel)
+    ones = (1,) * n
+    direct = ConvProblem(
+        ksize,
+        cin // groups,
+        groups * cout_g,
+        groups,
+        ones,
+        dil,
+        strides,
+        y.shape[0],
+        y.shape[1:-1],
+        y.dtype,
+        platform,
+        transposed=True,
+    )
+    if (
+        (subpixel(direct) if backend == "auto" else backend != "lax")
+        and phases.applies(strides, dil)
+        and 0 not in y.shape
+        and 0 not in kernel.shape
+    ):
+        # Every backend but lax (XLA's own transposed convolution, cuDNN's on GPU) runs
+        # a strided transposed convolution as one stride-1 convolution of the undilated
+        # input (jaxconv.ops.phases); `auto` does so where the policy says and picks the
+        # backend for that convolution.
+        def core(x, k, pads, dilation):
+            name = backend
+            if name == "auto":
+                name = select(
+                    ConvProblem(
+                        k.shape[:n],
+                        k.shape[-2],
+                        k.shape[-1],
+                        groups,
+                        dilation=dilation,
+                        batch=x.shape[0],
+                        spatial=x.shape[1:-1],
+                        dtype=x.dtype,
+                        platform=platform,
+                        transposed=True,
+                        phases=math.prod(strides),
+                    )
+                )
+            return BACKENDS[name](
+                x,
+                k,
+                strides=ones,
+                dilation=dilation,
+                input_dilation=ones,
+                groups=groups,
+                pads=pads,
+                precision=precision,
+            )
+
+        x = phases.conv_transpose(
+            y,
+            kernel,
+            strides=strides,
+            dilation=dil,
+            pads=V.explicit_pads(padding, n),
+            output_padding=V.ntuple(output_padding, n, "output_padding", minimum=0),
+            groups=groups,
+            core=core,
+        )
+        return restore(x, layout)
     # The adjoint as a forward conv: flip the taps, swap in/out channels per group,
     # dilate the input by the stride, and pad the effective kernel minus `padding`.
     k = jnp.flip(kernel, axis=tuple(range(n)))
     k = k.reshape(*ksize, groups, cin // groups, cout_g)
     k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
-    ones = (1,) * n
-    if backend == "auto":
-        name = select(
-            ConvProblem(
-                ksize,
-                cin // groups,
-                groups * cout_g,
-                groups,
-                ones,
-                dil,
-                strides,
-                y.shape[0],
-                y.shape[1:-1],
-                y.dtype,
-                platform_of(y, kernel),
-                transposed=True,
-            )
-        )
-    else:
-        name = backend
+    name = select(direct) if backend == "auto" else backend
     x = BACKENDS[_nonempty_or_lax(name, y, k)](
         y,
         k,

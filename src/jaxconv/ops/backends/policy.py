@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxconv.ops import phases
 from jaxconv.ops.backends import window_toeplitz, winograd
 
 
@@ -41,6 +42,9 @@ class ConvProblem:
       platform: ``"cpu"``, ``"gpu"`` or ``"tpu"``: where it runs (see :func:`platform_of`).
       transposed: the problem is a ``conv_transpose``; the CPU rules measured on forward
         layers only (long 1-D filters, Winograd, big-batch im2col) leave it alone.
+      phases: a strided ``conv_transpose`` run as one stride-1 convolution
+        (:mod:`jaxconv.ops.phases`) has this many sub-pixel phases side by side in its
+        ``out_channels``; 1 otherwise.
     """
 
     kernel_size: tuple[int, ...]
@@ -55,6 +59,7 @@ class ConvProblem:
     dtype: str = "float32"
     platform: str = "cpu"
     transposed: bool = False
+    phases: int = 1
 
     def __post_init__(self) -> None:
         ones = (1,) * len(self.kernel_size)
@@ -123,6 +128,10 @@ class CpuThresholds:
     #: 16- to 128-channel rows; train_step: ResNet-20 all on winograd).
     winograd_min_channels: tuple[int, int] = (32, 32)
     winograd_min_positions: int = 2048
+    #: A strided transposed convolution with at least this many output channels per group
+    #: runs as one stride-1 convolution (conv_backends: the transposed rows; with 1 output
+    #: channel XLA's own transposed convolution is faster).
+    subpixel_min_out_channels: int = 8
 
 
 CPU = CpuThresholds()
@@ -165,6 +174,23 @@ def _winograd_layer(p: ConvProblem) -> bool:
         and p.batch * p.positions >= CPU.winograd_min_positions
         and p.dtype in ("float32", "float64")
     )
+
+
+def subpixel(p: ConvProblem) -> bool:
+    """Whether ``auto`` runs the strided transposed convolution ``p`` (its direct form:
+    ``input_dilation`` = the stride) as one stride-1 convolution on the undilated input
+    (:mod:`jaxconv.ops.phases`): on CPU, where XLA multiplies the inserted zeros too,
+    for layers of several output channels per group."""
+    return (
+        p.platform == "cpu"
+        and p.transposed
+        and phases.applies(p.input_dilation, p.dilation)
+        and p.out_channels // p.groups >= CPU.subpixel_min_out_channels
+    )
+
+
+def _subpixel_phases(p: ConvProblem) -> bool:
+    return p.platform == "cpu" and p.phases > 1 and p.groups == 1
 
 
 def _few_channels(p: ConvProblem) -> bool:
@@ -220,6 +246,12 @@ RULES: tuple[Rule, ...] = (
         _winograd_layer,
         "a stride-1 3x3-5x5 layer of 32+ channels in "
         "float32/64 (CPU): a quarter of the multiply-adds",
+    ),
+    Rule(
+        "window",
+        _subpixel_phases,
+        "a strided transposed convolution's sub-pixel phases (CPU): window's im2col and "
+        "col2im gradients (XLA's kernel gradient of a small kernel is slow)",
     ),
     Rule(
         "window",
