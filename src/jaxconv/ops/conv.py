@@ -16,8 +16,8 @@ from jaxconv.ops import _validate as V
 from jaxconv.ops import phases
 from jaxconv.ops._types import IntOrInts, Padding
 from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
-from jaxconv.ops.backends.policy import subpixel
 from jaxconv.ops.backends.geometry import pad_and_dilate
+from jaxconv.ops.backends.policy import subpixel
 from jaxconv.ops.padding import apply_modes, check_mode_widths
 
 
