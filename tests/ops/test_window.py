@@ -230,3 +230,32 @@ def test_window_toeplitz_under_vmap_jit_and_bfloat16(rng):
         jnp.asarray(x, jnp.float32)
     )
     close(grad("window"), grad("lax"), tol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"stride": 2},
+        {"stride": (1, 2), "padding": ((1, 0), (2, 1))},
+        {"input_dilation": 2, "padding": 1},
+        {"layout": "channels_first"},
+    ],
+)
+def test_pointwise_matches_lax_with_gradients(kwargs):
+    # window's 1x1 path: one matrix product over all positions (and its two gradients)
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(1, 1, 4, 3)), jnp.float32)
+    if kwargs.get("layout") == "channels_first":
+        x, k = jnp.moveaxis(x, -1, 1), jnp.transpose(k, (3, 2, 0, 1))
+
+    def run(backend):
+        f = lambda x, k: jaxconv.conv(x, k, backend=backend, **kwargs)
+        y, vjp = jax.vjp(f, x, k)
+        return y, vjp(jnp.cos(y))
+
+    (y, grads), (y_ref, grads_ref) = run("window"), run("lax")
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, grads_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

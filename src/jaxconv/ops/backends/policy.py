@@ -193,6 +193,15 @@ def _subpixel_phases(p: ConvProblem) -> bool:
     return p.platform == "cpu" and p.phases > 1 and p.groups == 1
 
 
+def _pointwise(p: ConvProblem) -> bool:
+    return (
+        p.platform == "cpu"
+        and p.taps == 1
+        and p.groups == 1
+        and min(p.in_channels, p.out_channels) > 1
+    )
+
+
 def _few_channels(p: ConvProblem) -> bool:
     return p.platform == "cpu" and 2 <= p.in_channels <= CPU.window_max_channels
 
@@ -246,6 +255,12 @@ RULES: tuple[Rule, ...] = (
         _winograd_layer,
         "a stride-1 3x3-5x5 layer of 32+ channels in "
         "float32/64 (CPU): a quarter of the multiply-adds",
+    ),
+    Rule(
+        "window",
+        _pointwise,
+        "a pointwise (1x1) layer (CPU): one matrix product over all positions, whose "
+        "gradients are matrix products too",
     ),
     Rule(
         "window",

@@ -72,7 +72,8 @@ def conv(
     """Channels-last N-D cross-correlation as a sum over kernel taps.
 
     Long 1-D kernels on few channels (signal filters) are block-Toeplitz matrix
-    products (:mod:`.window_toeplitz`). Ungrouped, stride-1 convolutions without input
+    products (:mod:`.window_toeplitz`); an ungrouped 1x1 kernel is one matrix product
+    over all positions. Ungrouped, stride-1 convolutions without input
     dilation (most layers of a CNN) go to the batch-chunked im2col with its own JVP
     (:mod:`.window_chunked`) when one image's patches fit in its chunk size and it is
     not a one-channel signal. Otherwise: one
@@ -86,6 +87,13 @@ def conv(
     cout_g = cout // groups
     if toeplitz_applies(kernel.shape, strides, dilation, input_dilation, groups):
         return window_toeplitz._signal_conv(x, kernel, tuple(pads[0]), precision)
+    if groups == 1 and all(k == 1 for k in kernel_size):
+        # A pointwise (1x1) layer: one matrix product over every position at once; its
+        # gradients are the two transposed products.
+        x = pad_and_dilate(x, pads, input_dilation)
+        (part,), out = tap_slices(x, kernel_size, strides, dilation)
+        y = jnp.dot(part.reshape(-1, cin_g), kernel.reshape(cin_g, cout), precision=precision)
+        return y.reshape(x.shape[0], *out, cout)
     if window_chunked.applies(x, kernel, strides, input_dilation, groups, pads):
         return window_chunked._chunked_conv(
             x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision
