@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxconv
 from jaxconv import nn as jnn
@@ -31,7 +32,7 @@ def test_same_program_check_tells_identical_steps_apart():
     def program(backend):
         conv = partial(jnn.Conv, backend=backend)
         pool = partial(jaxconv.max_pool, window=2, backend=backend)
-        run, scratch, text = ts.jax_step(net_cls, conv, pool, x, y)
+        run, scratch, text = ts.jax_step(net_cls, conv, pool, ts.jaxconv_deconv(backend), x, y)
         assert np.isfinite(float(run())) and scratch is not None
         return text
 
@@ -41,3 +42,23 @@ def test_same_program_check_tells_identical_steps_apart():
     # auto sends the MNIST-1D CNN's short 1-D kernels to lax on CPU: the very same program
     assert program("auto") == lax_program
     assert program("window") != lax_program
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "mobilenet"])
+def test_new_networks_step_alike_on_auto_and_lax(name):
+    # the networks of the transposed / depthwise / pointwise paths: auto (sub-pixel
+    # transposed convolutions, window's depthwise and 1x1 layers) against XLA's own
+    ts = _benchmark()
+    net_cls, _, shape = ts.NETS[name]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(4, *shape)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, 4))
+    losses = {}
+    for backend in ("lax", "auto"):
+        conv = partial(jnn.Conv, backend=backend)
+        pool = partial(jaxconv.max_pool, window=2, backend=backend)
+        run, _, _ = ts.jax_step(net_cls, conv, pool, ts.jaxconv_deconv(backend), x, y)
+        losses[backend] = [float(run()) for _ in range(3)]  # the loss before each update
+    assert np.isfinite(losses["lax"]).all()
+    np.testing.assert_allclose(losses["auto"], losses["lax"], rtol=1e-4)
+    assert losses["lax"][2] != losses["lax"][0]  # the steps did update the parameters
