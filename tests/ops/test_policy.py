@@ -14,7 +14,7 @@ import pytest
 
 import jaxconv
 from jaxconv.ops import ConvProblem, explain_backend, select_backend
-from jaxconv.ops.backends.policy import subpixel
+from jaxconv.ops.backends.policy import split_groups, subpixel
 
 
 def P(
@@ -195,3 +195,27 @@ def test_subpixel_decision(cout, groups, stride, dilation, platform, expected):
     )
     assert subpixel(dataclasses.replace(problem, transposed=True)) is expected
     assert subpixel(problem) is False  # a forward convolution is never decomposed
+
+
+def test_grouped_layers_run_group_by_group_under_auto():
+    # 2 groups of 4 -> 3 channels: auto splits them into two ungrouped convolutions,
+    # which give XLA's grouped convolution's values and gradients
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 7, 7, 8)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 4, 6)), jnp.float32)
+    run = lambda backend: (
+        lambda x, k: jaxconv.conv(
+            x, k, groups=2, padding=1, padding_mode="reflect", backend=backend
+        )
+    )
+    y, vjp = jax.vjp(run("auto"), x, k)
+    y_ref, vjp_ref = jax.vjp(run("lax"), x, k)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(vjp(y_ref), vjp_ref(y_ref)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    eqns = jax.make_jaxpr(run("auto"))(x, k).jaxpr.eqns
+    assert all(e.params.get("feature_group_count", 1) == 1 for e in eqns)
+    problem = ConvProblem(kernel_size=(3, 3), in_channels=4, out_channels=6, groups=2)
+    assert split_groups(problem)
+    assert not split_groups(dataclasses.replace(problem, platform="gpu"))
+    assert not split_groups(dataclasses.replace(problem, in_channels=1, out_channels=2))

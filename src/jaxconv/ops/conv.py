@@ -17,7 +17,7 @@ from jaxconv.ops import phases
 from jaxconv.ops._types import IntOrInts, Padding
 from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
 from jaxconv.ops.backends.geometry import pad_and_dilate
-from jaxconv.ops.backends.policy import subpixel
+from jaxconv.ops.backends.policy import split_groups, subpixel
 from jaxconv.ops.padding import apply_modes, check_mode_widths
 
 
@@ -186,24 +186,38 @@ def conv(
         x = pad_and_dilate(x, ((0, 0),) * n, idil)
         idil = (1,) * n
     x, pads = apply_modes(x, pads, modes)
-    if backend == "auto":
-        name = select(
-            ConvProblem(
-                ksize,
-                kernel.shape[-2],
-                kernel.shape[-1],
-                groups,
-                strides,
-                dil,
-                idil,
-                x.shape[0],
-                x.shape[1:-1],
-                x.dtype,
-                platform_of(x, kernel),
+    problem = ConvProblem(
+        ksize,
+        kernel.shape[-2],
+        kernel.shape[-1],
+        groups,
+        strides,
+        dil,
+        idil,
+        x.shape[0],
+        x.shape[1:-1],
+        x.dtype,
+        platform_of(x, kernel),
+    )
+    if backend == "auto" and split_groups(problem):
+        # One ungrouped convolution per group (each with auto's own choice), concatenated:
+        # XLA's CPU grouped convolution is far slower than the groups' dense ones.
+        cin_g, cout_g = kernel.shape[-2], kernel.shape[-1] // groups
+        parts = [
+            conv(
+                x[..., g * cin_g : (g + 1) * cin_g],
+                kernel[..., g * cout_g : (g + 1) * cout_g],
+                stride=strides,
+                padding=pads,
+                dilation=dil,
+                input_dilation=idil,
+                backend="auto",
+                precision=precision,
             )
-        )
-    else:
-        name = backend
+            for g in range(groups)
+        ]
+        return restore(jnp.concatenate(parts, axis=-1), layout)
+    name = select(problem) if backend == "auto" else backend
     y = BACKENDS[_nonempty_or_lax(name, x, kernel)](
         x,
         kernel,

@@ -132,6 +132,9 @@ class CpuThresholds:
     #: runs as one stride-1 convolution (conv_backends: the transposed rows; with 1 output
     #: channel XLA's own transposed convolution is faster).
     subpixel_min_out_channels: int = 8
+    #: Grouped convolutions with up to this many groups run group by group (layers_torch:
+    #: the grouped rows, groups 2 to 8).
+    max_split_groups: int = 16
 
 
 CPU = CpuThresholds()
@@ -186,6 +189,18 @@ def subpixel(p: ConvProblem) -> bool:
         and p.transposed
         and phases.applies(p.input_dilation, p.dilation)
         and p.out_channels // p.groups >= CPU.subpixel_min_out_channels
+    )
+
+
+def split_groups(p: ConvProblem) -> bool:
+    """Whether ``auto`` runs the grouped (not depthwise) convolution ``p`` as one
+    ungrouped convolution per group: on CPU, where XLA's grouped convolution and its
+    gradients are slow, for up to ``max_split_groups`` groups."""
+    return (
+        p.platform == "cpu"
+        and 1 < p.groups <= CPU.max_split_groups
+        and p.in_channels > 1
+        and p.out_channels // p.groups > 1
     )
 
 
