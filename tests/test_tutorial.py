@@ -23,6 +23,7 @@ def numbers(tmp_path_factory):
         "tutorial_2d_kernels.png",
         "tutorial_2d_sizes.png",
         "tutorial_learned_filters.png",
+        "tutorial_learned_filters_1d.png",
         "tutorial_pool_activate.png",
     ):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -86,6 +87,9 @@ def test_learned_filters_and_backends(numbers):
     accuracy = numbers["4_learned"]["test_accuracy"]
     stated = int(re.search(r"about (\d+)% test accuracy", TEXT).group(1))
     assert abs(accuracy * 100 - stated) <= 2, accuracy
+    accuracy_1d = numbers["4_learned"]["mnist1d_test_accuracy"]
+    stated_1d = int(re.search(r"reaches about (\d+)% test\naccuracy", TEXT).group(1))
+    assert abs(accuracy_1d * 100 - stated_1d) <= 3, accuracy_1d
     backends = numbers["6_backends"]["backends"]
     assert set(backends) == {"lax", "window", "fft", "winograd", "auto"}
     assert all(b["max_abs_diff_vs_lax"] <= 1e-4 for b in backends.values())

@@ -155,11 +155,34 @@ def step3_bank(out: Path, image: np.ndarray) -> dict[str, Any]:
     return {"bank_shape": list(bank.shape), "maps_shape": list(maps.shape)}
 
 
+def _train(net, x, y, steps: int, lr: float = 1e-2, batch: int = 64):
+    """``steps`` Adam steps of softmax cross-entropy on random batches; the parameters."""
+    import optax
+
+    params = net.init(jax.random.key(0), jnp.zeros((1, *x.shape[1:])))
+    tx = optax.adam(lr)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt, xb, yb):
+        loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+            net.apply(p, xb), yb
+        ).mean()
+        grads = jax.grad(loss_fn)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt
+
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        idx = rng.integers(0, len(x), batch)
+        params, opt = step(params, opt, jnp.asarray(x[idx], jnp.float32), jnp.asarray(y[idx]))
+    return params
+
+
 def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
     """Kernels are learned: a small CNN on scikit-learn's digits, its first-layer filters
     and their feature maps on one digit."""
     import flax.linen as fnn
-    import optax
 
     from jaxconv.data.datasets import digits
     from jaxconv.nn import Conv
@@ -176,23 +199,7 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
 
     x_tr, y_tr, x_te, y_te = digits()
     net = Net()
-    params = net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
-    tx = optax.adam(1e-2)
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(params, opt, x, y):
-        loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(
-            net.apply(p, x), y
-        ).mean()
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt = tx.update(grads, opt, params)
-        return optax.apply_updates(params, updates), opt, loss
-
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        idx = rng.integers(0, len(x_tr), 64)
-        params, opt, _ = step(params, opt, x_tr[idx], y_tr[idx])
+    params = _train(net, x_tr, y_tr, steps)
     accuracy = float((net.apply(params, x_te).argmax(-1) == y_te).mean())
     filters = np.asarray(params["params"]["first"]["kernel"])[:, :, 0, :]  # (3, 3, 8)
     digit = x_te[:1]
@@ -212,12 +219,41 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
         ax.set_title(name)
     for ax in axes.flat:
         ax.axis("off")
-    return {
+    numbers = {
         "steps": steps,
         "test_accuracy": round(accuracy, 3),
         "filters_shape": list(filters.shape),
         "figure": _save(fig, out / "tutorial_learned_filters.png"),
     }
+
+    # The same in 1-D: the MNIST-1D paper's CNN (kernels of 5 taps, stride 2)
+    from jaxconv.data.datasets import mnist1d
+    from jaxconv.models.cnn import MNIST1DCNN
+
+    s_tr, t_tr, s_te, t_te = mnist1d()
+    net1 = MNIST1DCNN()
+    params1 = _train(net1, s_tr, t_tr, 3 * steps, lr=1e-2, batch=100)
+    accuracy1 = float((net1.apply(params1, s_te).argmax(-1) == t_te).mean())
+    first = params1["params"]["Conv_0"]
+    taps = np.asarray(first["kernel"])[:, 0, :]  # (5, 25)
+    signal = s_te[:1]
+    maps1 = np.asarray(jaxconv.conv(signal, first["kernel"], stride=2, padding=1) + first["bias"])[
+        0
+    ]
+    fig, axes = plt.subplots(2, 6, figsize=(13, 3.5))
+    for c in range(6):
+        axes[0, c].bar(range(taps.shape[0]), taps[:, c], color="#1f77b4")
+        axes[0, c].set_title(f"filter {c}")
+        axes[1, c].plot(np.maximum(maps1[:, c], 0), color="#d62728")
+    axes[1, 0].plot(signal[0, :, 0] / np.abs(signal).max(), color="#7f7f7f")
+    axes[1, 0].set_title(f"signal (class {t_te[0]}), grey")
+    numbers.update(
+        mnist1d_steps=3 * steps,
+        mnist1d_test_accuracy=round(accuracy1, 3),
+        mnist1d_filters_shape=list(taps.shape),
+        mnist1d_figure=_save(fig, out / "tutorial_learned_filters_1d.png"),
+    )
+    return numbers
 
 
 def step5_pool_activate(out: Path, image: np.ndarray) -> dict[str, Any]:
