@@ -94,3 +94,51 @@ def test_auto_takes_the_subpixel_form_where_the_policy_says():
     assert _has_input_dilated_conv(up("auto"), y, narrow)  # one output channel: XLA's
     assert _has_input_dilated_conv(up("lax"), y, wide)  # lax is XLA's own, always
     assert all(not _has_input_dilated_conv(up(b), y, wide) for b in ("window", "fft", "winograd"))
+
+
+# (x shape, kernel shape, stride, padding): strided convolutions whose kernel the stride
+# divides, which auto runs on the space-to-depth input on CPU
+STRIDED = [
+    ((2, 14, 14, 8), (4, 4, 8, 6), 2, 1),  # the autoencoder's encoder layer
+    ((2, 9, 8, 8), (2, 6, 8, 4), (2, 3), ((0, 1), (2, 0))),  # odd sizes, a crop
+    ((2, 11, 8), (3, 8, 5), 3, 2),  # 1-D
+    ((1, 6, 5, 7, 8), (2, 2, 2, 8, 3), 2, 0),  # 3-D
+]
+
+
+@pytest.mark.parametrize("case", STRIDED, ids=range(len(STRIDED)))
+def test_space_to_depth_matches_xla(case):
+    xshape, kshape, stride, padding = case
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=xshape), jnp.float32)
+    k = jnp.asarray(rng.normal(size=kshape), jnp.float32)
+    run = lambda backend: (
+        lambda x, k: jaxconv.conv(x, k, stride=stride, padding=padding, backend=backend)
+    )
+    ref, ref_vjp = jax.vjp(run("lax"), x, k)
+    out, vjp = jax.vjp(run("auto"), x, k)
+    assert out.shape == ref.shape
+    close(out, ref, tol=1e-5)
+    ct = jnp.asarray(rng.normal(size=ref.shape), jnp.float32)
+    for got, want in zip(vjp(ct), ref_vjp(ct)):
+        close(got, want, tol=1e-5)
+    # no strided convolution or strided slice of the input is left: one stride-1 form
+    jaxpr = jax.make_jaxpr(run("auto"))(x, k).jaxpr
+    assert all(
+        e.params.get("window_strides", (1,)) == (1,) * (x.ndim - 2)
+        for e in jaxpr.eqns
+        if e.primitive.name == "conv_general_dilated"
+    )
+
+
+def test_space_to_depth_decision():
+    from jaxconv.ops import ConvProblem
+    from jaxconv.ops.backends.policy import space_to_depth
+
+    layer = dict(kernel_size=(4, 4), in_channels=32, out_channels=64, strides=(2, 2))
+    assert space_to_depth(ConvProblem(**layer))
+    assert not space_to_depth(ConvProblem(**{**layer, "kernel_size": (3, 3)}))  # zero taps
+    assert not space_to_depth(ConvProblem(**{**layer, "in_channels": 1}))  # a first layer
+    assert not space_to_depth(ConvProblem(**{**layer, "strides": (1, 1)}))
+    assert not space_to_depth(ConvProblem(**layer, platform="gpu"))
+    assert not space_to_depth(ConvProblem(**layer, groups=2))

@@ -17,7 +17,7 @@ from jaxconv.ops import phases
 from jaxconv.ops._types import IntOrInts, Padding
 from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
 from jaxconv.ops.backends.geometry import pad_and_dilate
-from jaxconv.ops.backends.policy import split_groups, subpixel
+from jaxconv.ops.backends.policy import space_to_depth, split_groups, subpixel
 from jaxconv.ops.padding import apply_modes, check_mode_widths
 
 
@@ -217,6 +217,36 @@ def conv(
             for g in range(groups)
         ]
         return restore(jnp.concatenate(parts, axis=-1), layout)
+    if backend == "auto" and space_to_depth(problem) and 0 not in x.shape:
+        # Blocks of `stride` samples become channels: one stride-1 convolution, whose
+        # gradients are stride-1 ones (jaxconv.ops.phases.strided_conv).
+        def core(xs, w, core_pads, dilation):
+            name = select(
+                ConvProblem(
+                    w.shape[:n],
+                    w.shape[-2],
+                    w.shape[-1],
+                    batch=xs.shape[0],
+                    spatial=xs.shape[1:-1],
+                    dtype=xs.dtype,
+                    platform=problem.platform,
+                    phases=math.prod(strides),
+                )
+            )
+            ones = (1,) * n
+            return BACKENDS[name](
+                xs,
+                w,
+                strides=ones,
+                dilation=ones,
+                input_dilation=ones,
+                groups=1,
+                pads=core_pads,
+                precision=precision,
+            )
+
+        y = phases.strided_conv(x, kernel, strides=strides, pads=pads, core=core)
+        return restore(y, layout)
     name = select(problem) if backend == "auto" else backend
     y = BACKENDS[_nonempty_or_lax(name, x, kernel)](
         x,

@@ -121,3 +121,42 @@ def conv_transpose(
     return lax.slice(
         z, (0, *starts, 0), (z.shape[0], *(a + o for a, o in zip(starts, out_sizes)), z.shape[-1])
     )
+
+
+def strided_conv(
+    x: jnp.ndarray,
+    kernel: jnp.ndarray,
+    *,
+    strides: tuple[int, ...],
+    pads: Pads,
+    core: StrideOneCore,
+) -> jnp.ndarray:
+    """Channels-last strided convolution (no dilation or groups) as one stride-1 ``core``
+    call on the space-to-depth input: the forward twin of :func:`conv_transpose`.
+
+    Output ``o`` reads padded samples ``o*s + m``; with ``m = q*s + r`` that is sample
+    ``r`` of block ``o + q``, so blocks of ``s`` samples become channels ``(r, c)`` and the
+    kernel ``(k, C, O)``, padded to a multiple of ``s`` taps, becomes ``(ceil(k / s),
+    s * C, O)``.
+    """
+    n = len(strides)
+    ksize = kernel.shape[:n]
+    taps = [-(-k // s) for k, s in zip(ksize, strides)]
+    sizes = x.shape[1:-1]
+    outs = [(p + lo + hi - k) // s + 1 for p, (lo, hi), k, s in zip(sizes, pads, ksize, strides)]
+    # pad (or crop) each axis to exactly (out + taps - 1) blocks of s samples
+    config = [(0, 0, 0)]
+    for size, (lo, _), o, q, s in zip(sizes, pads, outs, taps, strides):
+        config.append((lo, s * (o + q - 1) - size - lo, 0))
+    config.append((0, 0, 0))
+    xp = lax.pad(x, jnp.zeros((), x.dtype), config)
+    blocks = [o + q - 1 for o, q in zip(outs, taps)]
+    c = x.shape[-1]
+    xs = xp.reshape(x.shape[0], *(d for b, s in zip(blocks, strides) for d in (b, s)), c)
+    order = (0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
+    xs = jnp.transpose(xs, order).reshape(x.shape[0], *blocks, math.prod(strides) * c)
+    w = jnp.pad(kernel, [(0, q * s - k) for q, s, k in zip(taps, strides, ksize)] + [(0, 0)] * 2)
+    w = w.reshape(*(d for q, s in zip(taps, strides) for d in (q, s)), c, kernel.shape[-1])
+    w = jnp.transpose(w, (*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1))
+    w = w.reshape(*taps, math.prod(strides) * c, kernel.shape[-1])
+    return core(xs, w, ((0, 0),) * n, (1,) * n)

@@ -42,9 +42,9 @@ class ConvProblem:
       platform: ``"cpu"``, ``"gpu"`` or ``"tpu"``: where it runs (see :func:`platform_of`).
       transposed: the problem is a ``conv_transpose``; the CPU rules measured on forward
         layers only (long 1-D filters, Winograd, big-batch im2col) leave it alone.
-      phases: a strided ``conv_transpose`` run as one stride-1 convolution
+      phases: a strided ``conv_transpose`` or ``conv`` run as one stride-1 convolution
         (:mod:`jaxconv.ops.phases`) has this many sub-pixel phases side by side in its
-        ``out_channels``; 1 otherwise.
+        ``out_channels`` (transposed) or ``in_channels`` (space to depth); 1 otherwise.
     """
 
     kernel_size: tuple[int, ...]
@@ -132,6 +132,9 @@ class CpuThresholds:
     #: runs as one stride-1 convolution (conv_backends: the transposed rows; with 1 output
     #: channel XLA's own transposed convolution is faster).
     subpixel_min_out_channels: int = 8
+    #: Strided convolutions whose kernels the stride divides run as stride-1 convolutions of
+    #: the space-to-depth input from this many input channels (layers_torch: the strided rows).
+    space_to_depth_min_channels: int = 8
     #: Grouped convolutions with up to this many groups run group by group (layers_torch:
     #: the grouped rows, groups 2 to 8).
     max_split_groups: int = 16
@@ -201,6 +204,23 @@ def split_groups(p: ConvProblem) -> bool:
         and 1 < p.groups <= CPU.max_split_groups
         and p.in_channels > 1
         and p.out_channels // p.groups > 1
+    )
+
+
+def space_to_depth(p: ConvProblem) -> bool:
+    """Whether ``auto`` runs the strided convolution ``p`` as one stride-1 convolution of
+    its space-to-depth input (:func:`jaxconv.ops.phases.strided_conv`): on CPU, ungrouped,
+    undilated, every strided axis's kernel a multiple of its stride (no zero taps), and
+    ``space_to_depth_min_channels`` input channels or more."""
+    return (
+        p.platform == "cpu"
+        and not p.transposed
+        and p.groups == 1
+        and any(s > 1 for s in p.strides)
+        and all(d == 1 for d in p.dilation)
+        and all(d == 1 for d in p.input_dilation)
+        and all(k % s == 0 for k, s in zip(p.kernel_size, p.strides))
+        and p.in_channels >= CPU.space_to_depth_min_channels
     )
 
 
@@ -280,8 +300,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "window",
         _subpixel_phases,
-        "a strided transposed convolution's sub-pixel phases (CPU): window's im2col and "
-        "col2im gradients (XLA's kernel gradient of a small kernel is slow)",
+        "a strided convolution's sub-pixel phases (transposed, or space to depth; CPU): "
+        "window's im2col and col2im gradients (XLA's kernel gradient of a small kernel is slow)",
     ),
     Rule(
         "window",
