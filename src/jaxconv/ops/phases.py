@@ -1,4 +1,4 @@
-r"""Strided transposed convolution as one stride-1 convolution (sub-pixel decomposition).
+r"""Strided (transposed) convolutions as one stride-1 convolution: sub-pixel phases.
 
 A transposed convolution of stride ``s`` writes input sample ``i`` through tap ``m`` to
 output ``o = i*s + m``. Split the output by phase, ``o = q*s + r`` with ``0 <= r < s``:
@@ -20,6 +20,11 @@ convolution, so no phase row is computed only to be cut off.
 
 Kernel dilation ``d > 1`` on an axis with stride ``s > 1`` would leave most of the
 sub-kernel taps zero; :func:`applies` keeps those on the direct form.
+
+The same split read forwards is space to depth (:func:`strided_conv`): a stride-``s``
+convolution reads padded sample ``o*s + m``, which with ``m = q*s + r`` is sample ``r`` of
+block ``o + q``; blocks of ``s`` samples become channels, and the layer becomes one
+stride-1 convolution with ``ceil(k / s)`` taps.
 """
 
 from __future__ import annotations
