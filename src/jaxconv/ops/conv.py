@@ -114,6 +114,47 @@ def _nonempty_or_lax(name: str, x: jnp.ndarray, kernel: jnp.ndarray) -> str:
     return "lax" if 0 in x.shape or 0 in kernel.shape else name
 
 
+def _stride_one_core(
+    backend: str, *, groups: int, platform: str, phase_count: int, transposed: bool, precision
+) -> phases.StrideOneCore:
+    """The stride-1 convolution that a sub-pixel form (:mod:`jaxconv.ops.phases`) runs:
+    on ``backend``, or under ``auto`` on the policy's choice for that problem, which it
+    sees with ``phase_count`` phases in its channels."""
+
+    def core(x, k, pads, dilation):
+        n = x.ndim - 2
+        name = backend
+        if name == "auto":
+            name = select(
+                ConvProblem(
+                    k.shape[:n],
+                    k.shape[-2],
+                    k.shape[-1],
+                    groups,
+                    dilation=dilation,
+                    batch=x.shape[0],
+                    spatial=x.shape[1:-1],
+                    dtype=x.dtype,
+                    platform=platform,
+                    transposed=transposed,
+                    phases=phase_count,
+                )
+            )
+        ones = (1,) * n
+        return BACKENDS[name](
+            x,
+            k,
+            strides=ones,
+            dilation=dilation,
+            input_dilation=ones,
+            groups=groups,
+            pads=pads,
+            precision=precision,
+        )
+
+    return core
+
+
 def restore(y: jnp.ndarray, layout: str) -> jnp.ndarray:
     return jnp.moveaxis(y, -1, 1) if layout == "channels_first" else y
 
@@ -220,31 +261,14 @@ def conv(
     if backend == "auto" and space_to_depth(problem) and 0 not in x.shape:
         # Blocks of `stride` samples become channels: one stride-1 convolution, whose
         # gradients are stride-1 ones (jaxconv.ops.phases.strided_conv).
-        def core(xs, w, core_pads, dilation):
-            name = select(
-                ConvProblem(
-                    w.shape[:n],
-                    w.shape[-2],
-                    w.shape[-1],
-                    batch=xs.shape[0],
-                    spatial=xs.shape[1:-1],
-                    dtype=xs.dtype,
-                    platform=problem.platform,
-                    phases=math.prod(strides),
-                )
-            )
-            ones = (1,) * n
-            return BACKENDS[name](
-                xs,
-                w,
-                strides=ones,
-                dilation=ones,
-                input_dilation=ones,
-                groups=1,
-                pads=core_pads,
-                precision=precision,
-            )
-
+        core = _stride_one_core(
+            "auto",
+            groups=1,
+            platform=problem.platform,
+            phase_count=math.prod(strides),
+            transposed=False,
+            precision=precision,
+        )
         y = phases.strided_conv(x, kernel, strides=strides, pads=pads, core=core)
         return restore(y, layout)
     name = select(problem) if backend == "auto" else backend
@@ -344,35 +368,14 @@ def conv_transpose(
         # a strided transposed convolution as one stride-1 convolution of the undilated
         # input (jaxconv.ops.phases); `auto` does so where the policy says and picks the
         # backend for that convolution.
-        def core(x, k, pads, dilation):
-            name = backend
-            if name == "auto":
-                name = select(
-                    ConvProblem(
-                        k.shape[:n],
-                        k.shape[-2],
-                        k.shape[-1],
-                        groups,
-                        dilation=dilation,
-                        batch=x.shape[0],
-                        spatial=x.shape[1:-1],
-                        dtype=x.dtype,
-                        platform=platform,
-                        transposed=True,
-                        phases=math.prod(strides),
-                    )
-                )
-            return BACKENDS[name](
-                x,
-                k,
-                strides=ones,
-                dilation=dilation,
-                input_dilation=ones,
-                groups=groups,
-                pads=pads,
-                precision=precision,
-            )
-
+        core = _stride_one_core(
+            backend,
+            groups=groups,
+            platform=platform,
+            phase_count=math.prod(strides),
+            transposed=True,
+            precision=precision,
+        )
         x = phases.conv_transpose(
             y,
             kernel,

@@ -47,6 +47,19 @@ def applies(strides: tuple[int, ...], dilation: tuple[int, ...]) -> bool:
     return any(s > 1 for s in strides) and all(s == 1 or d == 1 for s, d in zip(strides, dilation))
 
 
+def _split_taps(kernel: jnp.ndarray, strides: tuple[int, ...]) -> tuple[jnp.ndarray, list[int]]:
+    """``kernel`` ``(*k, ...)`` with each spatial axis's taps zero-padded to a multiple of
+    its stride and split into (tap, phase): ``(q1, s1, ..., qn, sn, ...)``, and the ``q``s
+    (``ceil(k / s)``)."""
+    n = len(strides)
+    ksize = kernel.shape[:n]
+    taps = [-(-k // s) for k, s in zip(ksize, strides)]
+    extra = [(0, 0)] * (kernel.ndim - n)
+    w = jnp.pad(kernel, [(0, q * s - k) for q, s, k in zip(taps, strides, ksize)] + extra)
+    split = [d for q, s in zip(taps, strides) for d in (q, s)]
+    return w.reshape(*split, *kernel.shape[n:]), taps
+
+
 def phase_kernel(kernel: jnp.ndarray, strides: tuple[int, ...], groups: int) -> jnp.ndarray:
     """The stride-1 forward kernel ``(*ceil(k / s), C_in // groups, groups * prod(s) *
     C_out_g)`` of a transposed kernel ``(*k, C_in, C_out_g)``: each axis's taps padded to
@@ -54,12 +67,9 @@ def phase_kernel(kernel: jnp.ndarray, strides: tuple[int, ...], groups: int) -> 
     reads the input forwards), and the phases moved into the output channels, which stay
     group-major."""
     n = len(strides)
-    ksize = kernel.shape[:n]
     cin, cout_g = kernel.shape[-2:]
-    taps = [-(-k // s) for k, s in zip(ksize, strides)]
-    w = jnp.pad(kernel, [(0, q * s - k) for q, s, k in zip(taps, strides, ksize)] + [(0, 0)] * 2)
-    split = [d for q, s in zip(taps, strides) for d in (q, s)]
-    w = w.reshape(*split, groups, cin // groups, cout_g)
+    w, taps = _split_taps(kernel, strides)
+    w = w.reshape(*w.shape[: 2 * n], groups, cin // groups, cout_g)
     w = jnp.flip(w, axis=tuple(range(0, 2 * n, 2)))
     # (q1, s1, ..., qn, sn, g, c, o) -> (q1, ..., qn, c, g, s1, ..., sn, o)
     order = (
@@ -160,8 +170,7 @@ def strided_conv(
     xs = xp.reshape(x.shape[0], *(d for b, s in zip(blocks, strides) for d in (b, s)), c)
     order = (0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
     xs = jnp.transpose(xs, order).reshape(x.shape[0], *blocks, math.prod(strides) * c)
-    w = jnp.pad(kernel, [(0, q * s - k) for q, s, k in zip(taps, strides, ksize)] + [(0, 0)] * 2)
-    w = w.reshape(*(d for q, s in zip(taps, strides) for d in (q, s)), c, kernel.shape[-1])
+    w, _ = _split_taps(kernel, strides)  # (q1, s1, ..., qn, sn, C, O)
     w = jnp.transpose(w, (*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1))
     w = w.reshape(*taps, math.prod(strides) * c, kernel.shape[-1])
     return core(xs, w, ((0, 0),) * n, (1,) * n)
