@@ -71,6 +71,18 @@ class DistributedConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where a run is reported besides metrics.csv (always written): choose with
+    ``logger=tensorboard``, ``logger=mlflow`` or ``logger=[tensorboard,mlflow]``."""
+
+    tensorboard: bool = False  # event files in the run directory (tensorboardX)
+    mlflow: bool = False  # one MLflow run per training run
+    filters: bool = True  # TensorBoard: the first-layer filters as an image at each evaluation
+    tracking_uri: str | None = None  # MLflow: null = MLFLOW_TRACKING_URI, else ./mlflow.db
+    experiment: str | None = None  # MLflow: null = the sweep directory, or the run's parent
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: Any = MISSING
@@ -78,6 +90,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     conv_backend: str = "auto"
 

@@ -37,6 +37,11 @@ RESUME_MAY_CHANGE: dict[str, str] = {
     "distributed.num_processes": "the topology (recorded in result.json)",
     "distributed.process_id": "which process this is",
     "distributed.timeout_seconds": "how long processes wait for each other",
+    "logger.tensorboard": "where the metrics are also reported",
+    "logger.mlflow": "where the metrics are also reported",
+    "logger.filters": "what TensorBoard is shown",
+    "logger.tracking_uri": "where the metrics are also reported",
+    "logger.experiment": "where the metrics are also reported",
 }
 #: Keys that may only grow on resume: training continues for longer.
 RESUME_MAY_EXTEND: tuple[str, ...] = ("trainer.max_steps", "trainer.epochs")

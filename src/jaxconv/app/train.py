@@ -190,7 +190,7 @@ def _prepare(cfg: DictConfig):
         b1=o.b1,
         b2=o.b2,
     )
-    return dataset, model, tx, mesh
+    return dataset, model, tx, mesh, schedule
 
 
 def _mesh(cfg: DictConfig, n_train: int):
@@ -242,6 +242,7 @@ def train(
     overrides: list[str] | None = None,
     *,
     on_accept: Callable[[Path], None] | None = None,
+    names: dict[str, Any] | None = None,
 ) -> dict:
     """Train, evaluate, checkpoint and plot one run into ``run_dir``; return result.json's dict.
 
@@ -254,6 +255,9 @@ def train(
     Once the run is accepted it writes ``config.yaml`` (resolved), ``provenance.json`` and
     ``result.json`` (status "running", then "ok", "failed" with the error, or
     "interrupted" on SIGINT/SIGTERM) atomically, and calls ``on_accept(run_dir)``.
+    The ``logger`` group's loggers (:mod:`jaxconv.app.tracking`) are fed every
+    evaluation and finished with the run's status; ``names`` gives MLflow's
+    ``experiment``, ``run_name`` and ``tags`` (the Hydra job's, from :func:`main`).
 
     Raises:
       Diverged: a non-finite loss (result.json says "failed"; checkpoints stay finite).
@@ -264,12 +268,20 @@ def train(
     """
     import jax
 
-    from jaxconv.app import jax_env
+    from jaxconv.app import jax_env, tracking
+    from jaxconv.app.rundir import flatten
     from jaxconv.train import Interrupted, fit, parallel, stop_on_signals
 
     start = time.perf_counter()
     # INFO chatter: saves, TPU probing, the distributed service's addresses
-    for noisy in ("absl", "orbax", "jax._src.xla_bridge", "jax._src.distributed"):
+    for noisy in (
+        "absl",
+        "orbax",
+        "jax._src.xla_bridge",
+        "jax._src.distributed",
+        "mlflow",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     validate(cfg)
@@ -279,10 +291,15 @@ def train(
     jax_env.note_start(reuse_memory=cfg.trainer.get("reuse_host_memory", True))
     with stop_on_signals() as stop:
         config = task_config(cfg)
-        dataset, model, tx, mesh = _checked_by_all(cfg, run_dir, config)
+        dataset, model, tx, mesh, schedule = _checked_by_all(cfg, run_dir, config)
         primary = parallel.is_primary()
         result = _running_record(cfg, model, overrides, mesh)
         accepted = []
+        loggers = (
+            tracking.make_loggers(cfg, run_dir, flatten(config), schedule, **(names or {}))
+            if primary
+            else []
+        )
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
             accepted.append(True)
@@ -301,10 +318,11 @@ def train(
                 run_dir=run_dir,
                 should_stop=stop,
                 on_start=accept,
+                loggers=loggers,
             )
             if stop() and jax.process_count() == 1:  # several: fit stopped them together
                 raise Interrupted(stop(), int(state.step), saved=True)
-            _finish(cfg, run_dir, model, dataset, state, history, result)
+            _finish(cfg, run_dir, model, dataset, state, history, result, loggers)
             result["wall_seconds"] = time.perf_counter() - start
         except BaseException as err:
             if accepted and primary:
@@ -315,9 +333,11 @@ def train(
                     wall_seconds=time.perf_counter() - start,
                 )
                 write_json(run_dir / "result.json", result)
+                tracking.finish_all(loggers, result["status"], run_dir)
             raise
     if primary:
         write_json(run_dir / "result.json", result)
+        tracking.finish_all(loggers, "ok", run_dir)
         print(
             f"test accuracy {100 * result['test_accuracy']:.2f}% "
             f"(loss {result['test_loss']:.4f}) after "
@@ -398,15 +418,17 @@ def _write_accepted_run(
     write_json(run_dir / "result.json", result)
 
 
-def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, result: dict) -> None:
-    """Test, write the metrics and plots, and fill ``result`` of a run that trained to the
-    end (every process tests: the evaluation is collective; process 0 writes)."""
+def _finish(
+    cfg: DictConfig, run_dir: Path, model, dataset, state, history, result: dict, loggers: list
+) -> None:
+    """Test, log the test row and write the plots, and fill ``result`` of a run that
+    trained to the end (every process tests: the evaluation is collective; process 0
+    writes)."""
     import jax
 
     from jaxconv.data.batching import steps_per_epoch
     from jaxconv.report import plot_learning_curves
     from jaxconv.train import Diverged, evaluate, parallel, params_sha256
-    from jaxconv.train.loop import write_metrics
     from jaxconv.train.plots import plot_feature_maps, plot_filters
     from jaxconv.train.state import variables_of
 
@@ -419,8 +441,8 @@ def _finish(cfg: DictConfig, run_dir: Path, model, dataset, state, history, resu
         images_per_s="",
         **test,
     )
-    if parallel.is_primary():
-        write_metrics(run_dir / "metrics.csv", history.rows)
+    for logger in loggers:  # process 0's (metrics.csv first)
+        logger.log(history.rows[-1:])
     if not math.isfinite(test["loss"]):
         raise Diverged(f"non-finite test loss ({test['loss']}) after training step {steps}")
     if cfg.trainer.plots and parallel.is_primary():
@@ -570,8 +592,11 @@ def _task(cfg: DictConfig) -> float:
             return objective(previous)
         if previous is not None:  # failed or interrupted: continue it, if it is the same experiment
             cfg.trainer.resume = True
+    from jaxconv.app.tracking import hydra_names
+
     try:
-        return objective(train(cfg, run_dir, overrides, on_accept=on_accept))
+        names = hydra_names(hydra_cfg, multirun)
+        return objective(train(cfg, run_dir, overrides, on_accept=on_accept, names=names))
     except BaseException as err:
         return _failed(
             err,

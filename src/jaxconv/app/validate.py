@@ -118,6 +118,9 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    from jaxconv.app.tracking import check_installed
+
+    check_installed(cfg)
 
 
 def check_against_data(cfg: DictConfig, dataset) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from jaxconv.data.batching import eval_batches
 from jaxconv.report.metrics import METRICS_FIELDS, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train import parallel
 from jaxconv.train.checkpoint import Checkpoints
+from jaxconv.train.loggers import CsvLogger, Logger
 from jaxconv.train.signals import Interrupted
 from jaxconv.train.state import (
     TrainState,
@@ -282,6 +283,7 @@ def fit(
     run_dir: str | Path | None = None,
     should_stop: Callable[[], int | None] | None = None,
     on_start: Callable[[], None] | None = None,
+    loggers: Sequence[Logger] = (),
     **option_values: Any,
 ) -> tuple[TrainState, History]:
     """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
@@ -308,6 +310,10 @@ def fit(
       on_start: called once the state is ready (restored on resume) and before the
         first step: a caller that writes files of its own waits for it, so a resume
         refused by its checkpoints writes nothing.
+      loggers: :class:`~jaxconv.train.loggers.Logger` s (TensorBoard, MLflow) started
+        after ``on_start`` and fed every evaluation's rows, on process 0 only; with
+        ``run_dir``, a :class:`~jaxconv.train.loggers.CsvLogger` of
+        ``run_dir/metrics.csv`` is added unless one is given. The caller finishes them.
 
     Returns:
       The final state and the :class:`History` of evaluations.
@@ -339,6 +345,7 @@ def fit(
         raise Interrupted(stop(state), None, False)
     if on_start is not None:
         on_start()
+    loggers = _started(loggers, run_dir, int(state.step))
     loop = _Loop(
         data,
         o,
@@ -350,6 +357,7 @@ def fit(
         make_train_step(o.label_smoothing, mesh),
         int(state.step),
         mesh,
+        loggers,
     )
     try:
         for step in range(int(state.step), total):
@@ -362,6 +370,18 @@ def fit(
         if ckpt is not None:
             ckpt.close()
     return state, history
+
+
+def _started(loggers: Sequence[Logger], run_dir: Path | None, step: int) -> list[Logger]:
+    """The loggers this process feeds (none but process 0's), with metrics.csv's, started."""
+    if not parallel.is_primary():
+        return []
+    active = list(loggers)
+    if run_dir is not None and not any(isinstance(lg, CsvLogger) for lg in active):
+        active.insert(0, CsvLogger(run_dir / "metrics.csv"))
+    for logger in active:
+        logger.start(step)
+    return active
 
 
 def _stop_poll(should_stop: Callable[[], int | None] | None) -> Callable[[Any], int | None]:
@@ -395,11 +415,11 @@ class _Loop:
     divergence check, the evaluations and the checkpoints."""
 
     def __init__(
-        self, data, options, total, buffer, ckpt, history, run_dir, train_step, start, mesh
+        self, data, options, total, buffer, ckpt, history, run_dir, train_step, start, mesh, loggers
     ):
         self.data, self.o, self.total, self.buffer = data, options, total, buffer
         self.ckpt, self.history, self.run_dir, self.train_step = ckpt, history, run_dir, train_step
-        self.mesh, self.primary = mesh, parallel.is_primary()
+        self.mesh, self.primary, self.loggers = mesh, parallel.is_primary(), loggers
         self.per_epoch = steps_per_epoch(len(data.x_train), options.batch_size)
         self.eval_every = options.eval_every or self.per_epoch
         show = options.progress and sys.stderr.isatty() and self.primary
@@ -464,6 +484,7 @@ class _Loop:
         seconds = time.perf_counter() - self.clock
         loss, accuracy = self.buffer.means()
         epoch = done // self.per_epoch
+        before = len(self.history.rows)
         self.history.add(
             step=done,
             epoch=epoch,
@@ -475,10 +496,10 @@ class _Loop:
         if len(self.data.x_val):
             val = evaluate(state, self.data.x_val, self.data.y_val)
             self.history.add(step=done, epoch=epoch, split="val", images_per_s="", **val)
+        for logger in self.loggers:
+            logger.log(self.history.rows[before:], state.params)
         self.buffer.reset()
         self.clock = time.perf_counter()
-        if self.ckpt is not None and self.primary:
-            write_metrics(self.run_dir / "metrics.csv", self.history.rows)
 
 
 def _stop(signum: int, state: TrainState, buffer: _MetricsBuffer, ckpt: Checkpoints | None):

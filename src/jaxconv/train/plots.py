@@ -24,6 +24,37 @@ def first_conv_kernel(params) -> np.ndarray | None:
     return None
 
 
+def filter_image(kernel: np.ndarray, max_filters: int = 32, cell: int = 24) -> np.ndarray:
+    """First-layer kernels ``(*k, C_in, C_out)`` as one RGB image ``(H, W, 3)`` uint8, for
+    a tracker's image panel: the mean over input channels, one tile per filter in rows
+    of 8 (2-D), or one row per filter with a column per tap (1-D), each on its own
+    symmetric blue-white-red scale (white is 0), enlarged to about ``cell`` pixels.
+
+    >>> filter_image(np.ones((3, 3, 1, 10))).shape
+    (49, 199, 3)
+    >>> filter_image(np.ones((5, 2, 4))).shape
+    (96, 120, 3)
+    """
+    k = np.asarray(kernel, np.float64).mean(axis=-2)[..., :max_filters]  # (*k, n)
+    n = k.shape[-1]
+    scaled = k / np.maximum(np.abs(k).reshape(-1, n).max(axis=0), 1e-12)  # in [-1, 1]
+    if k.ndim == 2:  # 1-D kernels: filters as rows, taps as columns
+        grid = np.repeat(np.repeat(scaled.T, cell, axis=0), cell, axis=1)
+    else:
+        tiles = scaled.reshape(k.shape[0], -1, n)  # extra spatial axes side by side
+        scale = max(1, cell // max(tiles.shape[:2]))
+        tiles = np.repeat(np.repeat(tiles, scale, axis=0), scale, axis=1)
+        rows, cols = _grid(n)
+        h, w = tiles.shape[:2]
+        grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)  # 1 px gaps
+        for i in range(n):
+            r, c = divmod(i, cols)
+            grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tiles[..., i]
+    rgb = matplotlib.colormaps["RdBu_r"]((np.nan_to_num(grid, nan=0.0) + 1) / 2)[..., :3]
+    rgb[np.isnan(grid)] = 0.5  # gaps in grey
+    return (rgb * 255).round().astype(np.uint8)
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = min(n, 8)
     return math.ceil(n / cols), cols
