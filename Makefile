@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,sweep]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sweep,tracking]'
 	touch $(STAMP)
 
 ## run: train the default CNN on MNIST-1D (jaxconv-train with no arguments)

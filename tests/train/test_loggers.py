@@ -44,6 +44,14 @@ def mlflow_history(client, run_id):
     }
 
 
+def assert_float32_points(seen, points, what=""):
+    """TensorBoard keeps float32: the same steps, and each value rounded to float32."""
+    assert [s for s, _ in seen] == [s for s, _ in points], what
+    np.testing.assert_array_equal(
+        np.float32([v for _, v in seen]), np.float32([v for _, v in points]), err_msg=what
+    )
+
+
 def expected_from_csv(rows, schedule):
     """``{name: [(step, value)]}`` of metrics.csv's rows, with the learning rate of the
     last step before each evaluation."""
@@ -84,11 +92,8 @@ def test_fit_feeds_tensorboard_and_mlflow_the_rows_of_metrics_csv(tmp_path):
 
     seen, acc = tensorboard_scalars(tmp_path / "tb")
     assert sorted(seen) == sorted(expected)
-    for tag, points in expected.items():  # TensorBoard keeps float32
-        assert [s for s, _ in seen[tag]] == [s for s, _ in points], tag
-        np.testing.assert_array_equal(
-            [v for _, v in seen[tag]], np.float32([v for _, v in points]), err_msg=tag
-        )
+    for tag, points in expected.items():
+        assert_float32_points(seen[tag], points, tag)
     images = acc.Images("filters")
     assert [im.step for im in images] == [4, 8, 12]
     last = plt.imread(io.BytesIO(images[-1].encoded_image_string))[..., :3]

@@ -195,6 +195,22 @@ class TensorBoardLogger(Logger):
             self.writer = None
 
 
+def _artifact_root(tracking_uri: str) -> str | None:
+    """Artifacts of a local SQLite store go beside its database (``mlruns/`` next to
+    ``mlflow.db``), not in whatever directory the run happens to start in; other stores
+    keep their server's default (None).
+
+    >>> _artifact_root("sqlite:////data/runs/mlflow.db")
+    'file:///data/runs/mlruns'
+    >>> _artifact_root("http://localhost:5000") is None
+    True
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / "mlruns").as_uri()
+
+
 class MLflowLogger(Logger):
     """One MLflow run: ``params`` at the start, the scalars of every evaluation as
     metrics, ``files`` as artifacts and the run's status at the end.
@@ -265,7 +281,9 @@ class MLflowLogger(Logger):
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(self.experiment)
+            return self.client.create_experiment(
+                self.experiment, artifact_location=_artifact_root(self.client.tracking_uri)
+            )
         except Exception:  # another job of the sweep made it first
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:
