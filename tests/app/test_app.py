@@ -74,7 +74,7 @@ def test_every_model_config_instantiates(hydra_compose, model):
     assert instance.conv_backend == "window"
 
 
-@pytest.mark.parametrize("group", ["data", "optimizer", "schedule", "trainer"])
+@pytest.mark.parametrize("group", ["data", "optimizer", "schedule", "trainer", "logger"])
 def test_every_group_option_composes(hydra_compose, group):
     for option in options(group):
         cfg = hydra_compose([f"{group}={option}"])
@@ -279,5 +279,5 @@ def test_help_names_the_app_and_lists_only_options(tmp_path):
     listing = proc.stdout.split("== Config groups: group=option ==")[1].split("== Config (")[0]
     groups = dict(line.split(": ", 1) for line in listing.strip().splitlines())
     assert groups["schema"] == "data, optimizer, schedule, trainer"
-    for group in ("data", "model", "optimizer", "schedule", "trainer", "experiment"):
+    for group in ("data", "model", "optimizer", "schedule", "trainer", "logger", "experiment"):
         assert groups[group].split(", ") == options(group), group

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from jaxconv.app.rundir import flatten
-from jaxconv.app.train import train
+from jaxconv.app.tracking import chosen
+from jaxconv.app.train import config_sha256, train
 from jaxconv.train import make_schedule, read_metrics
 from tests.helpers import cli, cli_env, free_port
 from tests.train.test_loggers import (
@@ -95,6 +96,23 @@ def fetch(url: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())
+
+
+@pytest.mark.parametrize(
+    "overrides,loggers",
+    [
+        ([], []),
+        (["logger=tensorboard"], ["tensorboard"]),
+        (["logger=[tensorboard,mlflow]"], ["tensorboard", "mlflow"]),
+        (["logger=[mlflow,csv]"], ["mlflow"]),  # csv is always on: it adds nothing
+    ],
+)
+def test_the_logger_group_selects_several_and_leaves_the_config_hash(
+    hydra_compose, overrides, loggers
+):
+    cfg = hydra_compose(overrides)
+    assert chosen(cfg) == loggers
+    assert config_sha256(cfg) == config_sha256(hydra_compose())  # resume may add a logger
 
 
 @pytest.mark.slow
