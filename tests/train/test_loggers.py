@@ -213,3 +213,36 @@ def test_a_missing_writer_names_the_extra(monkeypatch, tmp_path):
         MLflowLogger()
     with pytest.raises(ValueError, match=r"`logger` \(='wandb'\) must be one of"):
         require("wandb")
+
+
+def test_jobs_starting_together_share_a_new_local_store(tmp_path):
+    """Sweep jobs in parallel (joblib) start their MLflow runs at once on a store that does
+    not exist yet: all must start (without the lock, all but one failed making tables)."""
+    import subprocess
+    import time
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    at = time.time() + 12  # after every process has imported mlflow
+    code = (
+        "import sys, time\n"
+        "from jaxconv.train.loggers import MLflowLogger\n"
+        f"logger = MLflowLogger({uri!r}, 'race', run_name=sys.argv[1])\n"
+        f"time.sleep(max(0.0, {at} - time.time()))\n"
+        "logger.start(0)\n"
+        "logger.finish()\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(i)], stderr=subprocess.PIPE, text=True)
+        for i in range(3)
+    ]
+    try:
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0, 0], [e[-1500:] for e in errors]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["0", "1", "2"]

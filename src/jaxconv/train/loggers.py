@@ -22,12 +22,13 @@ evaluation, when the logger is given the schedule).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,26 @@ def _artifact_root(tracking_uri: str) -> str | None:
     return (database.parent / "mlruns").as_uri()
 
 
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a local SQLite store's directory: jobs of a sweep that
+    start together would otherwise race to create its tables (and fail). Other stores
+    (servers) need none."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
 class MLflowLogger(Logger):
     """One MLflow run: ``params`` at the start, the scalars of every evaluation as
     metrics, ``files`` as artifacts and the run's status at the end.
@@ -251,21 +272,24 @@ class MLflowLogger(Logger):
         self.run_id: str | None = None
 
     def start(self, step: int) -> None:
-        from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
+        import mlflow
 
-        self.client = MlflowClient(self.tracking_uri)
+        uri = self.tracking_uri or mlflow.get_tracking_uri()  # the default, resolved
+        with _store_lock(uri):  # jobs started together share a local store
+            self.client = mlflow.MlflowClient(uri)  # makes a new store's tables
+            self._start(step)
+
+    def _start(self, step: int) -> None:
+        from mlflow.entities import Param
+
         uri = self.client.tracking_uri
         previous = self._previous_run(uri) if step > 0 else None
         if previous is not None:
             self.run_id = previous
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        run = self.client.create_run(
-            self._experiment_id(),
-            run_name=self.run_name,
-            tags={k: str(v) for k, v in self.tags.items()},
-        )
+        tags = {k: str(v) for k, v in self.tags.items()}
+        run = self.client.create_run(self._experiment_id(), run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         params = [Param(k, str(v)) for k, v in self.params.items()]
         for i in range(0, len(params), 100):  # MLflow's limit per batch
