@@ -3,6 +3,10 @@
 from jaxconv.train.checkpoint import CheckpointError as CheckpointError
 from jaxconv.train.checkpoint import Checkpoints as Checkpoints
 from jaxconv.train.host_memory import reuse_host_memory as reuse_host_memory
+from jaxconv.train.loggers import CsvLogger as CsvLogger
+from jaxconv.train.loggers import Logger as Logger
+from jaxconv.train.loggers import MLflowLogger as MLflowLogger
+from jaxconv.train.loggers import TensorBoardLogger as TensorBoardLogger
 from jaxconv.train.loop import Diverged as Diverged
 from jaxconv.train.loop import FitOptions as FitOptions
 from jaxconv.train.loop import History as History
