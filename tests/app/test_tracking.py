@@ -186,6 +186,27 @@ def test_a_sweep_read_back_and_served_by_tensorboard_and_mlflow(tmp_path):
             ]
             for r in listed["runs"]
         }
+        # and a run that logs to this server (logger.tracking_uri), artifacts uploaded
+        served_run = [
+            *TINY,
+            "trainer.plots=false",
+            "logger=mlflow",
+            "hydra.run.dir=served",
+            f"logger.tracking_uri=http://127.0.0.1:{port}",
+            "logger.experiment=served",
+        ]
+        proc = cli(served_run, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        experiment = fetch(f"{url}/experiments/get-by-name?experiment_name=served")["experiment"]
+        (run,) = fetch(f"{url}/runs/search", {"experiment_ids": [experiment["experiment_id"]]})[
+            "runs"
+        ]
+        result = json.loads((tmp_path / "served" / "result.json").read_text())
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert run["info"]["status"] == "FINISHED"
+        assert metrics["test/accuracy"] == result["test_accuracy"]
+        files = fetch(f"{url}/artifacts/list?run_id={run['info']['run_id']}")["files"]
+        assert {"result.json", "metrics.csv"} <= {f["path"] for f in files}
     for job, run in jobs.items():
         result = json.loads((run / "result.json").read_text())
         name = next(n for n in accuracy if n.startswith(f"{job}: "))

@@ -219,15 +219,16 @@ def test_jobs_starting_together_share_a_new_local_store(tmp_path):
     """Sweep jobs in parallel (joblib) start their MLflow runs at once on a store that does
     not exist yet: all must start (without the lock, all but one failed making tables)."""
     import subprocess
-    import time
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    at = time.time() + 12  # after every process has imported mlflow
-    code = (
-        "import sys, time\n"
+    code = (  # each process, once it has imported everything, waits for the other two
+        "import sys, time, pathlib\n"
         "from jaxconv.train.loggers import MLflowLogger\n"
         f"logger = MLflowLogger({uri!r}, 'race', run_name=sys.argv[1])\n"
-        f"time.sleep(max(0.0, {at} - time.time()))\n"
+        f"ready = pathlib.Path({str(tmp_path)!r})\n"
+        "(ready / f'ready{sys.argv[1]}').touch()\n"
+        "while len(list(ready.glob('ready*'))) < 3:\n"
+        "    time.sleep(0.01)\n"
         "logger.start(0)\n"
         "logger.finish()\n"
     )
