@@ -158,7 +158,7 @@ def jax_step(net_cls, conv, pool, deconv, x, y):
     tx = optax.adam(1e-3)
     opt_state = tx.init(params)
 
-    def loss_fn(params, stats):
+    def loss_fn(params, stats, x, y):
         if stats:
             logits, new = model.apply(
                 {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
@@ -172,7 +172,7 @@ def jax_step(net_cls, conv, pool, deconv, x, y):
 
     @partial(jax.jit, donate_argnums=(0, 1, 2))  # updated in place, as jaxconv.train's step
     def step(params, stats, opt_state, x, y):
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats)
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), stats, opt_state, loss
 

@@ -18,9 +18,9 @@ Read the sum inside out and it becomes array code:
    There are ``prod(kernel_size)`` such slices.
 3. The double sum over ``m`` and ``c``:
 
-   - with one input channel per group (a single-channel signal, a depthwise conv) it
-     is "shift and add": ``O = sum_m slice_m * K[m]``, elementwise, which XLA fuses
-     into one pass over the input;
+   - with one input channel per group (a depthwise conv) or one channel in and out (a
+     signal) it is "shift and add": ``O = sum_m slice_m * K[m]``, elementwise, which XLA
+     fuses into one pass over the input;
    - otherwise "im2col": stacking the slices of several taps gives a patch tensor
      ``P[n, i, m, c]``, and the sum over those taps and channels is one matrix product
      ``(N * out, taps * C) @ (taps * C, O)``. Taps are taken in chunks of about
@@ -77,9 +77,10 @@ def conv(
     dilation (most layers of a CNN) go to the batch-chunked im2col with its own JVP
     (:mod:`.window_chunked`) when one image's patches fit in its chunk size and it is
     not a one-channel signal. Otherwise: one
-    input channel per group (depthwise convs): shift and add, ``sum_m slice_m * K[m]``,
-    elementwise and fused by XLA; else im2col over chunks of taps, contracting taps
-    and channels at once in a matrix product and accumulating over the chunks.
+    input channel per group (depthwise convs) or one channel in and out: shift and add,
+    ``sum_m slice_m * K[m]``, elementwise and fused by XLA; else (a grayscale first layer
+    too) im2col over chunks of taps, contracting taps and channels at once in a matrix
+    product and accumulating over the chunks.
     """
     n = x.ndim - 2
     kernel_size = kernel.shape[:n]
@@ -103,7 +104,11 @@ def conv(
     batch = x.shape[0]
     w = kernel.reshape(len(slices), cin_g, groups, cout_g)
     acc = None
-    if cin_g == 1:
+    if cin_g == 1 and (groups > 1 or cout == 1):
+        # Shift and add streams the input once per tap. A single-channel input with
+        # several outputs (a grayscale first layer) takes im2col below instead: its kernel
+        # gradient is then one matrix product, not a multiply-and-reduce per tap, whose
+        # broadcast input XLA:CPU materialises.
         for part, wm in zip(slices, w):
             term = part[..., :, None] * wm[0]  # (N, *out, G, 1) * (G, cout_g)
             acc = term if acc is None else acc + term
