@@ -7,6 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+#: A run of seconds: the 16x16 shapes dataset, a two-layer CNN, small splits and batches.
+TINY_SHAPES_RUN = [
+    "experiment=shapes_cnn",
+    "model.channels=[4,8]",
+    "data.options.num_train=96",
+    "data.options.num_test=48",
+    "trainer.batch_size=16",
+]
+
 
 def cli_env() -> dict:
     return {**os.environ, "JAX_PLATFORMS": "cpu"}

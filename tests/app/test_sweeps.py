@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from jaxconv.app.train import train
-from tests.helpers import cli, start_cli, wait_for_checkpoint
+from tests.helpers import TINY_SHAPES_RUN, cli, start_cli, wait_for_checkpoint
 
 TINY = [
-    "experiment=shapes_cnn",
-    "model.channels=[4,8]",
-    "data.options.num_train=96",
-    "data.options.num_test=48",
-    "trainer.batch_size=16",
+    *TINY_SHAPES_RUN,
     "trainer.plots=false",
 ]
 

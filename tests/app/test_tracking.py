@@ -19,7 +19,7 @@ from jaxconv.app.rundir import flatten
 from jaxconv.app.tracking import chosen
 from jaxconv.app.train import config_sha256, train
 from jaxconv.train import make_schedule, read_metrics
-from tests.helpers import cli, cli_env, free_port
+from tests.helpers import TINY_SHAPES_RUN, cli, cli_env, free_port
 from tests.train.test_loggers import (
     assert_float32_points,
     expected_from_csv,
@@ -31,11 +31,7 @@ mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
 
 TINY = [
-    "experiment=shapes_cnn",
-    "model.channels=[4,8]",
-    "data.options.num_train=96",
-    "data.options.num_test=48",
-    "trainer.batch_size=16",
+    *TINY_SHAPES_RUN,
     "trainer.max_steps=12",
     "trainer.eval_every=6",
 ]

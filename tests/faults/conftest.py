@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_SHAPES_RUN
 from tests.helpers import cli as _cli
 
 #: 16x16 shapes, a two-layer CNN: a few seconds per run.
 TINY = [
-    "experiment=shapes_cnn",
-    "model.channels=[4,8]",
-    "data.options.num_train=96",
-    "data.options.num_test=48",
-    "trainer.batch_size=16",
+    *TINY_SHAPES_RUN,
     "trainer.plots=false",
     "trainer.progress=false",
 ]
