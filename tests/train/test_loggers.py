@@ -11,7 +11,7 @@ import pytest
 
 from jaxconv.data import load_dataset
 from jaxconv.models import CNN
-from jaxconv.train import fit, make_optimizer, read_metrics
+from jaxconv.train import Interrupted, fit, make_optimizer, read_metrics
 from jaxconv.train.loggers import (
     CsvLogger,
     Logger,
@@ -138,6 +138,7 @@ def test_a_resumed_run_is_one_run_in_both_trackers(tmp_path):
         logger.log(rows(8, 3.0))
         logger.finish("ok")
     assert again[1].run_id == first[1].run_id
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # even in the same second
     seen, _ = tensorboard_scalars(tmp_path)
     assert seen["val/loss"] == [(4, 1.0), (8, 3.0)]
     from mlflow import MlflowClient
@@ -198,9 +199,11 @@ def test_base_logger_finishes_with_the_outcome():
         pass
     with pytest.raises(KeyboardInterrupt), Recorder():
         raise KeyboardInterrupt
+    with pytest.raises(Interrupted), Recorder():  # SIGTERM under stop_on_signals
+        raise Interrupted(15, 10, True)
     with pytest.raises(RuntimeError), Recorder():
         raise RuntimeError("boom")
-    assert seen == ["ok", "interrupted", "failed"]
+    assert seen == ["ok", "interrupted", "interrupted", "failed"]
 
 
 def test_a_missing_writer_names_the_extra(monkeypatch, tmp_path):

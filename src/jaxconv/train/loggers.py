@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import json
 import math
 import os
@@ -46,6 +47,10 @@ MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 VALUES = ("loss", "accuracy", "images_per_s")
 
 Row = Mapping[str, Any]
+
+
+#: Numbers this process's TensorBoard event files apart.
+_WRITERS = itertools.count()
 
 
 class MissingExtra(ImportError):
@@ -108,8 +113,10 @@ class Logger:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
-        failed = kind is not None and not issubclass(kind, KeyboardInterrupt)
-        self.finish("failed" if failed else "interrupted" if kind else "ok")
+        from jaxconv.train.signals import Interrupted
+
+        stopped = kind is not None and issubclass(kind, (KeyboardInterrupt, Interrupted))
+        self.finish("ok" if kind is None else "interrupted" if stopped else "failed")
 
 
 class CsvLogger(Logger):
@@ -162,8 +169,13 @@ class TensorBoardLogger(Logger):
         self.writer = None
 
     def start(self, step: int) -> None:
-        self.writer = self._tbx.SummaryWriter(  # resumed: drop what came after ``step``
-            logdir=str(self.log_dir), purge_step=step + 1 if step > 0 else None, flush_secs=10
+        self.writer = self._tbx.SummaryWriter(
+            logdir=str(self.log_dir),
+            purge_step=step + 1 if step > 0 else None,  # resumed: drop what came after it
+            flush_secs=10,
+            # event files are named by the second they start in: two writers started in
+            # the same second would otherwise share (and truncate) one file
+            filename_suffix=f".{os.getpid()}.{next(_WRITERS):06d}",
         )
         if self.hparams:
             from tensorboardX.summary import hparams
