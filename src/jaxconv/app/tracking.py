@@ -83,6 +83,11 @@ def make_loggers(
                 run_file=run_dir / MLFLOW_RUN_FILE,
             )
         )
+        import logging
+
+        # mlflow sets its own logger to INFO when imported (above): its database setup
+        # chatter stays out of the run's output
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     return loggers
 
 
