@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv.ops._types import Pads
+from jaxconv.ops.backends.geometry import output_sizes
 
 #: ``core(x, kernel, pads, dilation)``: a channels-last stride-1 convolution with zero
 #: padding and kernel dilation.
@@ -155,10 +156,10 @@ def strided_conv(
     s * C, O)``.
     """
     n = len(strides)
-    ksize = kernel.shape[:n]
-    taps = [-(-k // s) for k, s in zip(ksize, strides)]
+    w, taps = _split_taps(kernel, strides)  # (q1, s1, ..., qn, sn, C, O)
     sizes = x.shape[1:-1]
-    outs = [(p + lo + hi - k) // s + 1 for p, (lo, hi), k, s in zip(sizes, pads, ksize, strides)]
+    padded = [size + lo + hi for size, (lo, hi) in zip(sizes, pads)]
+    outs = output_sizes(padded, kernel.shape[:n], strides, (1,) * n)
     # pad (or crop) each axis to exactly (out + taps - 1) blocks of s samples
     config = [(0, 0, 0)]
     for size, (lo, _), o, q, s in zip(sizes, pads, outs, taps, strides):
@@ -170,7 +171,6 @@ def strided_conv(
     xs = xp.reshape(x.shape[0], *(d for b, s in zip(blocks, strides) for d in (b, s)), c)
     order = (0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
     xs = jnp.transpose(xs, order).reshape(x.shape[0], *blocks, math.prod(strides) * c)
-    w, _ = _split_taps(kernel, strides)  # (q1, s1, ..., qn, sn, C, O)
     w = jnp.transpose(w, (*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1))
     w = w.reshape(*taps, math.prod(strides) * c, kernel.shape[-1])
     return core(xs, w, ((0, 0),) * n, (1,) * n)

@@ -77,18 +77,22 @@ def require(logger: str) -> Any:
         ) from err
 
 
-def scalars(row: Row) -> dict[str, float]:
-    """The finite numbers of one metrics row, by the name both trackers log them under.
+def scalars(row: Row, learning_rate: Callable[[int], Any] | None = None) -> dict[str, float]:
+    """The finite numbers of one metrics row, by the name both trackers log them under;
+    with the schedule, a train row also gets the rate of the last step before it.
 
     >>> scalars({"step": 5, "split": "train", "loss": 0.25, "accuracy": 0.5,
-    ...          "images_per_s": float("nan")})
-    {'train/loss': 0.25, 'train/accuracy': 0.5}
+    ...          "images_per_s": float("nan")}, learning_rate=lambda step: 0.1 * step)
+    {'train/loss': 0.25, 'train/accuracy': 0.5, 'learning_rate': 0.4}
     """
     out = {}
     for key in VALUES:
         value = row.get(key)
         if isinstance(value, (int, float, np.floating)) and math.isfinite(value):
             out[f"{row['split']}/{key}"] = float(value)
+    step = int(row["step"])
+    if row["split"] == "train" and learning_rate is not None and step > 0:
+        out["learning_rate"] = float(learning_rate(step - 1))
     return out
 
 
@@ -188,11 +192,8 @@ class TensorBoardLogger(Logger):
 
     def log(self, rows: Sequence[Row], params: Any = None) -> None:
         for row in rows:
-            step = int(row["step"])
-            for tag, value in scalars(row).items():
-                self.writer.add_scalar(tag, value, step)
-            if row["split"] == "train" and self.learning_rate is not None and step > 0:
-                self.writer.add_scalar("learning_rate", float(self.learning_rate(step - 1)), step)
+            for tag, value in scalars(row, self.learning_rate).items():
+                self.writer.add_scalar(tag, value, int(row["step"]))
         if self.filters and params is not None and rows:
             from jaxconv.train.plots import filter_image, first_conv_kernel
 
@@ -208,6 +209,13 @@ class TensorBoardLogger(Logger):
             self.writer = None
 
 
+def _sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a local SQLite store (``sqlite:///path``); None otherwise."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+
+
 def _artifact_root(tracking_uri: str) -> str | None:
     """Artifacts of a local SQLite store go beside its database (``mlruns/`` next to
     ``mlflow.db``), not in whatever directory the run happens to start in; other stores
@@ -218,10 +226,8 @@ def _artifact_root(tracking_uri: str) -> str | None:
     >>> _artifact_root("http://localhost:5000") is None
     True
     """
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
-    return (database.parent / "mlruns").as_uri()
+    database = _sqlite_database(tracking_uri)
+    return None if database is None else (database.parent / "mlruns").as_uri()
 
 
 @contextlib.contextmanager
@@ -229,12 +235,13 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
     """Hold an exclusive lock on a local SQLite store's directory: jobs of a sweep that
     start together would otherwise race to create its tables (and fail). Other stores
     (servers) need none."""
-    if not tracking_uri.startswith("sqlite:///"):
+    database = _sqlite_database(tracking_uri)
+    if database is None:
         yield
         return
     import fcntl
 
-    folder = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent
+    folder = database.parent
     folder.mkdir(parents=True, exist_ok=True)
     handle = os.open(folder, os.O_RDONLY)
     try:
@@ -345,11 +352,8 @@ class MLflowLogger(Logger):
         now = int(time.time() * 1000)
         metrics = []
         for row in rows:
-            step = int(row["step"])
-            metrics += [Metric(k, v, now, step) for k, v in scalars(row).items()]
-            if row["split"] == "train" and self.learning_rate is not None and step > 0:
-                rate = float(self.learning_rate(step - 1))
-                metrics.append(Metric("learning_rate", rate, now, step))
+            values = scalars(row, self.learning_rate)
+            metrics += [Metric(k, v, now, int(row["step"])) for k, v in values.items()]
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
 
