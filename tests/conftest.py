@@ -1,9 +1,27 @@
 import os
+import shutil
+import tempfile
 
-import jax
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# One XLA compilation cache for the whole run, shared by every CLI subprocess a test
+# starts (they inherit the environment): most of a small CLI run is compiling its steps,
+# and the tests start hundreds of runs of a few configs. The test processes themselves
+# compile mostly programs no other test runs, and writing each to the cache cost more
+# than it saved, so they leave it off (below). A cache the caller set is used as it is.
+# The controller makes it; the xdist workers it starts inherit its path.
+_OWN_CACHE = os.environ.get("JAXCONV_TESTS_XLA_CACHE")
+if _OWN_CACHE is None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxconv-tests-xla-cache-")
+    os.environ["JAXCONV_TESTS_XLA_CACHE"] = _OWN_CACHE
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import jax  # noqa: E402
+
+if _OWN_CACHE is not None:
+    jax.config.update("jax_enable_compilation_cache", False)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "dev", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -18,6 +36,13 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 from jaxconv.ops import BACKENDS as _REGISTRY  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    # The process that made the cache (the xdist controller, or a plain pytest) removes it.
+    if _OWN_CACHE is not None and not hasattr(config, "workerinput"):
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
 
 #: Every built-in backend, from the registry (read once: tests that register one add it later).
 BACKENDS = tuple(_REGISTRY)

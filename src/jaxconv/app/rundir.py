@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from jaxconv._atomic import write_text_atomic
+
 #: Keys that may differ between a run and its resume, and why: they change how a run is
 #: carried out or shown, never the numbers it computes.
 RESUME_MAY_CHANGE: dict[str, str] = {
@@ -168,7 +170,4 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> 
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     """The resolved config of the accepted run, atomically."""
-    path = run_dir / CONFIG_FILE
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(dict(config), sort_keys=False))

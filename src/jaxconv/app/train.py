@@ -20,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from jaxconv._atomic import write_text_atomic
 from jaxconv.app.config import register
 from jaxconv.app.rundir import REFUSAL_FILE, RunDirRefused, check_run_dir, write_config
 from jaxconv.app.validate import ConfigError, check_against_data, validate
@@ -151,9 +152,7 @@ def versions() -> dict[str, str]:
 
 def write_json(path: Path, payload: dict) -> None:
     """Atomic: a kill mid-write never leaves a truncated file behind."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _prepare(cfg: DictConfig):

@@ -4,8 +4,11 @@ read back on resume, by the plots and by the sweep summaries (the only parser)."
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
+
+from jaxconv._atomic import write_text_atomic
 
 #: The columns, in order. ``split`` is train, val or test; ``images_per_s`` is empty
 #: outside train rows.
@@ -15,13 +18,12 @@ SPLITS = ("train", "val", "test")
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """Atomically: a kill mid-write never leaves a truncated file."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in METRICS_FIELDS})
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=METRICS_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in METRICS_FIELDS})
+    write_text_atomic(path, text.getvalue())
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ import gc
 import io
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -28,6 +27,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxconv._atomic import write_text_atomic
 from jaxconv.train.state import TrainState, params_sha256
 
 
@@ -172,16 +172,13 @@ class Checkpoints:
     def _record(self, which: str, step: int, digest: str, extras: dict | None) -> None:
         if jax.process_index() != 0:  # Orbax saved collectively; the manifest is one file
             return
-        path = self.manifest / f"{which}-{step}.json"
-        tmp = path.with_suffix(".json.tmp")
         payload = {"step": step, "params_sha256": digest}
         if extras is not None:
             payload["extras"] = {
                 k: {"dtype": str(np.asarray(v).dtype), "values": np.asarray(v).tolist()}
                 for k, v in extras.items()
             }
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
+        write_text_atomic(self.manifest / f"{which}-{step}.json", json.dumps(payload))
 
     def save(
         self, state: TrainState, *, metric: float | None = None, extras: dict | None = None

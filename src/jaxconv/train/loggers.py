@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxconv._atomic import write_text_atomic
 from jaxconv.report.metrics import read_metrics, write_metrics
 
 #: What ``pip`` installs the optional writers with.
@@ -315,9 +316,7 @@ class MLflowLogger(Logger):
             self.client.log_batch(self.run_id, params=params[i : i + 100])
         if self.run_file is not None:
             record = {"tracking_uri": uri, "experiment": self.experiment, "run_id": self.run_id}
-            tmp = self.run_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
-            os.replace(tmp, self.run_file)
+            write_text_atomic(self.run_file, json.dumps(record, indent=2) + "\n")
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
