@@ -20,6 +20,7 @@ convolution can come within 1.5x of the fast algorithm (Winograd, FFT) that wins
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import platform
 import statistics
@@ -30,9 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconv
-from jaxconv.ops import ConvProblem, select_backend
-from jaxconv.ops._validate import ntuple
-from jaxconv.ops.backends import platform_of
 from jaxconv.train import reuse_host_memory
 
 BACKENDS = jaxconv.backends()  # the registry's order: lax first, the ratios' base
@@ -72,6 +70,45 @@ def layers(quick: bool):
             (3, 3, 1, 64),
             dict(padding="SAME", groups=64),
         ),
+        (
+            "2-D transposed 4x4 s2 64->32, 7x7 (decoder)",
+            (b, 7, 7, 64),
+            (4, 4, 64, 32),
+            dict(transpose=True, stride=2, padding=1),
+        ),
+        (
+            "2-D transposed 4x4 s2 32->1, 14x14 (decoder)",
+            (b, 14, 14, 32),
+            (4, 4, 32, 1),
+            dict(transpose=True, stride=2, padding=1),
+        ),
+        (
+            "3-D transposed 4x4x4 s2 32->16, 8^3",
+            (max(1, b // 8), 8, 8, 8, 32),
+            (4, 4, 4, 32, 16),
+            dict(transpose=True, stride=2, padding=1),
+        ),
+        (
+            "2-D 3x3 groups 2, 32->32, 32x32",
+            (b, 32, 32, 32),
+            (3, 3, 16, 32),
+            dict(padding="SAME", groups=2),
+        ),
+        (
+            "2-D 3x3 groups 4, 64->64, 16x16",
+            (b, 16, 16, 64),
+            (3, 3, 16, 64),
+            dict(padding="SAME", groups=4),
+        ),
+        (
+            "2-D 3x3 groups 8, 128->128, 8x8",
+            (b, 8, 8, 128),
+            (3, 3, 16, 128),
+            dict(padding="SAME", groups=8),
+        ),
+        ("2-D 1x1 32->64, 32x32 (pointwise)", (b, 32, 32, 32), (1, 1, 32, 64), {}),
+        ("2-D 1x1 64->128, 16x16 (pointwise)", (b, 16, 16, 64), (1, 1, 64, 128), {}),
+        ("2-D 1x1 128->256, 8x8 (pointwise)", (b, 8, 8, 128), (1, 1, 128, 256), {}),
         ("1-D MNIST-1D layer k5 32->32", (100, 40, 32), (5, 32, 32), dict(padding=2)),
         ("1-D signal, 16 taps", (16, 8192, 1), (16, 1, 1), dict(padding="SAME")),
         ("1-D signal, 64 taps", (16, 8192, 1), (64, 1, 1), dict(padding="SAME")),
@@ -81,9 +118,55 @@ def layers(quick: bool):
     ]
 
 
-def flops(x_shape, k_shape, out_shape, groups=1):
+def flops(x_shape, k_shape, out_shape, transpose=False):
+    """Multiply-adds x 2 of the forward (``k_shape[-2]`` is the input channels per group;
+    a transposed convolution multiplies each input sample by every tap once)."""
     taps = math.prod(k_shape[:-2])
+    if transpose:
+        return 2.0 * math.prod(x_shape[:-1]) * taps * k_shape[-2] * k_shape[-1]
     return 2.0 * math.prod(out_shape) * taps * k_shape[-2]
+
+
+def layer_op(kw):
+    """``(x, k, backend) -> y`` for a row's options (``transpose=True``: ``conv_transpose``)."""
+    kw = dict(kw)
+    fn = jaxconv.conv_transpose if kw.pop("transpose", False) else jaxconv.conv
+    return lambda x, k, backend: fn(x, k, backend=backend, **kw)
+
+
+#: The forms ``auto`` may run a layer in instead of one convolution (their policy rules).
+FORMS = {"subpixel": "sub-pixel", "split_groups": "per group", "space_to_depth": "space to depth"}
+
+
+def auto_plan(op, x, k) -> str:
+    """What ``auto`` runs for ``op``, read off one trace: the form (sub-pixel phases,
+    space to depth, group by group) and the backend the policy picks for each
+    convolution it then runs (``conv``'s own calls of the policy, recorded)."""
+    conv_module = importlib.import_module("jaxconv.ops.conv")  # the module, not the function
+    picked, forms = [], []
+    originals = {name: getattr(conv_module, name) for name in ("select", *FORMS)}
+
+    def spy(name, rule):
+        def recorded(problem):
+            out = rule(problem)
+            if name == "select":
+                picked.append(out)
+            elif out:
+                forms.append(FORMS[name])
+            return out
+
+        return recorded
+
+    try:
+        for name, rule in originals.items():
+            setattr(conv_module, name, spy(name, rule))
+        jax.eval_shape(lambda x, k: op(x, k, "auto"), x, k)
+    finally:
+        for name, rule in originals.items():
+            setattr(conv_module, name, rule)
+    counts = {b: picked.count(b) for b in dict.fromkeys(picked)}
+    backends = ", ".join(b if c == 1 else f"{c} x {b}" for b, c in counts.items())
+    return f"{' + '.join(dict.fromkeys(forms))}: {backends}" if forms else backends
 
 
 def timed(fn, *args) -> float:
@@ -136,10 +219,11 @@ def main() -> None:
         x = jnp.asarray(rng.normal(size=xs), jnp.float32)
         k = jnp.asarray(rng.normal(size=ks), jnp.float32)
         fwd, both = {}, {}
+        op = layer_op(kw)
         for b in BACKENDS:
 
             def f(x, k, b=b):
-                return jaxconv.conv(x, k, backend=b, **kw)
+                return op(x, k, b)
 
             def g(x, k, dy, f=f):  # the output and both gradients for a random cotangent
                 y, pullback = jax.vjp(f, x, k)
@@ -161,21 +245,8 @@ def main() -> None:
             return statistics.median(t / r for t, r in zip(times[b][1], times["lax"][1]))
 
         out_shape = fwd["lax"][0](x, k).shape
-        gf = flops(xs, ks, out_shape) / min(med_f.values()) / 1e9
-        n = len(ks) - 2
-        picks = select_backend(
-            ConvProblem(
-                ks[:n],
-                ks[-2],
-                ks[-1],
-                kw.get("groups", 1),
-                ntuple(kw.get("stride", 1), n, "stride"),
-                batch=xs[0],
-                spatial=xs[1:-1],
-                dtype=x.dtype,
-                platform=platform_of(x),
-            )
-        )
+        gf = flops(xs, ks, out_shape, kw.get("transpose", False)) / min(med_f.values()) / 1e9
+        picks = auto_plan(op, x, k)
         cells = [name, picks, f"{med_f['lax'] * 1e3:.2f}"]
         cells += [f"{paired(fwd, b):.2f}" for b in BACKENDS[1:]]
         cells += [f"{med_b['lax'] * 1e3:.1f}"]
@@ -186,7 +257,7 @@ def main() -> None:
         # against the fastest backend's median.
         rounds = zip(*(both[b][1] for b in BACKENDS))
         to_best = statistics.median(r[BACKENDS.index("window")] / min(r) for r in rounds)
-        floor_s = 3 * flops(xs, ks, out_shape) / (peak * 1e9)
+        floor_s = 3 * flops(xs, ks, out_shape, kw.get("transpose", False)) / (peak * 1e9)
         cells += [f"{to_best:.2f}", f"{floor_s / min(med_b.values()):.2f}"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
