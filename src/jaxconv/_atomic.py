@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``path.write_text(text)``, all or nothing."""
+    """``path.write_text(text)``, all or nothing; the text is written as given (no
+    newline translation, so csv's line endings stay as the csv module made them)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, newline="")
     os.replace(tmp, path)
