@@ -128,6 +128,14 @@ def torch_layer(kind, x, k, kw, input_grad):
             groups=groups,
             bias=False,
         )
+    return torch_step(layer, tx)
+
+
+def torch_step(layer, tx):
+    """A call of ``layer`` on ``tx`` and its backward pass for a cotangent of ones
+    (gradients cleared first): PyTorch's forward+backward of one layer."""
+    import torch
+
     with torch.no_grad():
         ct = torch.ones_like(layer(tx))
 
@@ -144,6 +152,20 @@ def sample(run, calls: int = 3) -> float:
     for _ in range(calls):
         run()
     return (time.perf_counter() - start) / calls
+
+
+def alternate(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each run, sampled in ``repeats`` rounds that each start one
+    contender further on, after two untimed calls of each (compile, warm caches)."""
+    for run in runs.values():
+        run()
+        run()
+    times = {key: [] for key in runs}
+    keys = list(runs)
+    for r in range(repeats):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            times[key].append(sample(runs[key]))
+    return times
 
 
 def main() -> None:
@@ -174,14 +196,7 @@ def main() -> None:
         k = jnp.asarray(rng.normal(size=ks), jnp.float32)
         runs = {b: jax_layer(kind, x, k, kw, b, input_grad) for b in BACKENDS}
         runs["torch"] = torch_layer(kind, x, k, kw, input_grad)
-        for run in runs.values():  # compile, warm caches
-            run()
-            run()
-        times = {key: [] for key in runs}
-        keys = list(runs)
-        for r in range(args.repeats):
-            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-                times[key].append(sample(runs[key]))
+        times = alternate(runs, args.repeats)
         med = {key: statistics.median(v) * 1e3 for key, v in times.items()}
         ratio = statistics.median(a / b for a, b in zip(times["auto"], times["torch"]))
         cells = [kind, f"{name} ({xs[0]})", *(f"{med[b]:.2f}" for b in BACKENDS)]

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# run as a script (python benchmarks/product_rates.py): its folder is on the path
+from layers_torch import alternate, torch_step
 
 from jaxconv.train import reuse_host_memory
 
@@ -149,34 +151,12 @@ def torch_layer(layer: Layer, rng):
         )
     x = torch.tensor(rng.standard_normal((BATCH, cin, side, side), np.float32))
     x.requires_grad_(not layer.first)
-    with torch.no_grad():
-        ct = torch.ones_like(module(x))
-
-    def run():
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-        module(x).backward(ct)
-
-    return run
-
-
-def timed(run, calls=3):
-    start = time.perf_counter()
-    for _ in range(calls):
-        run()
-    return (time.perf_counter() - start) / calls * 1e3
+    return torch_step(module, x)
 
 
 def measure(runs, repeats):
-    for run in runs.values():
-        run()
-        run()
-    times = {key: [] for key in runs}
-    keys = list(runs)
-    for r in range(repeats):
-        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-            times[key].append(timed(runs[key]))
-    return {key: statistics.median(v) for key, v in times.items()}
+    """Median milliseconds per call of each run, the runs alternating."""
+    return {key: statistics.median(v) * 1e3 for key, v in alternate(runs, repeats).items()}
 
 
 def rates(row) -> list[str]:
