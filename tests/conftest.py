@@ -4,7 +4,7 @@ import tempfile
 
 # One XLA compilation cache for the whole run, shared by every CLI subprocess a test
 # starts (they inherit the environment): most of a small CLI run is compiling its steps,
-# and the tests start hundreds of runs of a few configs. The test processes themselves
+# and the tests start many runs of a few configs. The test processes themselves
 # compile mostly programs no other test runs, and writing each to the cache cost more
 # than it saved, so they leave it off (below). A cache the caller set is used as it is.
 # The controller makes it; the xdist workers it starts inherit its path.
