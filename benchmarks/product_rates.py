@@ -14,7 +14,7 @@ is not a bound; the rates say how far XLA's products are from what PyTorch's lay
 reach on the same shapes. Depthwise layers are not products and are left out. Operands
 are jit arguments; contenders alternate within one process; medians of ``--repeats``.
 
-    python benchmarks/product_rates.py            # torch==2.13.0 for the last two columns
+    python benchmarks/product_rates.py            # torch==2.13.0 for the PyTorch columns
     python benchmarks/product_rates.py --nets resnet20 --repeats 9
 """
 
@@ -41,7 +41,8 @@ class Layer(NamedTuple):
     the channels of one group's product (``groups`` of them); ``first``: no input
     gradient. ``stride``, ``padding``, ``side`` (input height and width) are PyTorch's.
     A transposed layer is given as the stride-1 convolution of its sub-pixel phases, the
-    form jaxconv computes (``jaxconv.ops.phases``); its PyTorch layer is ``torch_layer``.
+    form jaxconv computes (``jaxconv.ops.phases``); its PyTorch layer is the
+    ``ConvTranspose2d`` that ``torch_transposed`` describes.
     """
 
     name: str
@@ -55,7 +56,8 @@ class Layer(NamedTuple):
     padding: int = 1
     side: int = 32
     groups: int = 1
-    torch_layer: tuple | None = None  # (cin, cout, k, stride, padding, side) of a ConvTranspose2d
+    #: (cin, cout, k, stride, padding, side) of a ConvTranspose2d, for a transposed layer
+    torch_transposed: tuple | None = None
 
 
 BATCH = 128
@@ -80,7 +82,7 @@ NETS = {
             4,
             64,
             128,
-            torch_layer=(64, 32, 4, 2, 1, 7),
+            torch_transposed=(64, 32, 4, 2, 1, 7),
         ),
         Layer(
             "transposed 4x4 s2 32->1, 14x14 (as its 4x4 32->1 adjoint)",
@@ -89,7 +91,7 @@ NETS = {
             16,
             1,
             32,
-            torch_layer=(32, 1, 4, 2, 1, 14),
+            torch_transposed=(32, 1, 4, 2, 1, 14),
         ),
     ],
     "mobilenet": [  # its depthwise layers are not products
@@ -140,8 +142,8 @@ def torch_product(m, k, n, rng):
 def torch_layer(layer: Layer, rng):
     import torch
 
-    if layer.torch_layer is not None:
-        cin, cout, size, stride, padding, side = layer.torch_layer
+    if layer.torch_transposed is not None:
+        cin, cout, size, stride, padding, side = layer.torch_transposed
         module = torch.nn.ConvTranspose2d(cin, cout, size, stride, padding, bias=False)
     else:
         cin, cout = layer.cin * layer.groups, layer.cout * layer.groups
