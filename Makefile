@@ -37,7 +37,7 @@ bench: $(STAMP)
 ## device-wheels: the pure-Python wheels benchmarks/device_check.sh installs on a GPU
 ## machine without network (the versions this .venv has), into benchmarks/.whl/
 device-wheels: $(STAMP)
-	$(BIN)/python -m pip wheel --no-deps -w benchmarks/.whl $$($(BIN)/python -c "from importlib.metadata import version as v; print(' '.join(f'{p}=={v(p)}' for p in ('hydra-core', 'omegaconf', 'antlr4-python3-runtime', 'mnist1d')))") 'setuptools>=68'
+	$(BIN)/python -m pip wheel --no-deps -w benchmarks/.whl $$($(BIN)/python -c "from importlib.metadata import version as v; print(' '.join(f'{p}=={v(p)}' for p in ('hydra-core', 'omegaconf', 'antlr4-python3-runtime', 'mnist1d')))") 'setuptools>=77'
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -33,7 +33,7 @@ def test_metrics_csv_bytes_are_what_csv_writes_to_a_file(tmp_path):
     endings included) equal the csv module writing straight to a file."""
     import csv
 
-    from jaxconv.report.metrics import METRICS_FIELDS, read_metrics, write_metrics
+    from jaxconv.run_layout import METRICS_FIELDS, read_metrics, write_metrics
 
     rows = [
         {

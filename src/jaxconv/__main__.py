@@ -1,6 +1,6 @@
 """``python -m jaxconv``: the same as ``jaxconv-train``."""
 
-from jaxconv.app.train import main
+from jaxconv.app.task import main
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconv
+from jaxconv._figure import subplots
 
 SIGNAL = [1.0, 2.0, 3.0, 4.0, 5.0]
 BOX3 = [1.0, 1.0, 1.0]
@@ -37,18 +38,8 @@ KERNELS = {
 }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=60, bbox_inches="tight")
-    _pyplot().close(fig)
     return path.name
 
 
@@ -74,7 +65,6 @@ def photo(scale: int = 2) -> np.ndarray:
 
 def step1_signal(out: Path) -> dict[str, Any]:
     """1-D convolution: flip the kernel, slide it, multiply and sum."""
-    plt = _pyplot()
     full = np.asarray(jaxconv.convolve(SIGNAL, BOX3, "full")).tolist()
     numbers = {
         "full": full,
@@ -89,7 +79,7 @@ def step1_signal(out: Path) -> dict[str, Any]:
     padded = [0.0] * (k - 1) + SIGNAL + [0.0] * (k - 1)
     flipped = RAMP3[::-1]
     rows = len(padded) - k + 1
-    fig, axes = plt.subplots(rows, 1, figsize=(6, 0.6 * rows), sharex=True)
+    fig, axes = subplots(rows, 1, figsize=(6, 0.6 * rows), sharex=True)
     for i, ax in enumerate(axes):
         ax.bar(range(len(padded)), padded, color="#bbbbbb", width=0.8)
         ax.bar(range(i, i + k), flipped, color="#d62728", width=0.4, alpha=0.8)
@@ -106,7 +96,6 @@ def step1_signal(out: Path) -> dict[str, Any]:
 
 def step2_photo(out: Path, image: np.ndarray) -> dict[str, Any]:
     """2-D: ``O[i, j] = sum_m sum_n I[i+m, j+n] K[m, n]`` on a photograph."""
-    plt = _pyplot()
     sobel = KERNELS["Sobel x"]
     i, j = 100, 150
     by_hand = float(sum(image[i + m, j + n] * sobel[m, n] for m in range(3) for n in range(3)))
@@ -118,7 +107,7 @@ def step2_photo(out: Path, image: np.ndarray) -> dict[str, Any]:
         "by_correlate": round(float(maps["Sobel x"][i, j]), 4),
         "valid_shape": list(maps["Sobel x"].shape),
     }
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    fig, axes = subplots(2, 3, figsize=(12, 6))
     axes[0, 0].imshow(image, cmap="gray")
     axes[0, 0].set_title(f"input {image.shape[0]}x{image.shape[1]}")
     for ax, (name, fmap) in zip(axes.flat[1:], maps.items()):
@@ -139,7 +128,7 @@ def step2_photo(out: Path, image: np.ndarray) -> dict[str, Any]:
     }
     outs = {name: np.asarray(jaxconv.conv(x, k, **kw))[0, :, :, 0] for name, kw in variants.items()}
     numbers["sizes"] = {name: list(o.shape) for name, o in outs.items()}
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.5))
+    fig, axes = subplots(1, 4, figsize=(14, 3.5))
     for ax, (name, o) in zip(axes, outs.items()):
         ax.imshow(np.abs(o), cmap="gray")
         ax.set_title(f"{name}: {o.shape[0]}x{o.shape[1]}")
@@ -187,8 +176,6 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
     from jaxconv.data.datasets import digits
     from jaxconv.nn import Conv
 
-    plt = _pyplot()
-
     class Net(fnn.Module):
         @fnn.compact
         def __call__(self, x):
@@ -207,7 +194,7 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
         jaxconv.conv(digit, params["params"]["first"]["kernel"], padding="SAME")
         + params["params"]["first"]["bias"]
     )[0]
-    fig, axes = plt.subplots(3, 8, figsize=(12, 4.5))
+    fig, axes = subplots(3, 8, figsize=(12, 4.5))
     for c in range(8):
         _signed(axes[0, c], filters[:, :, c])
         axes[0, c].set_title(f"filter {c}")
@@ -240,7 +227,7 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
     maps1 = np.asarray(jaxconv.conv(signal, first["kernel"], stride=2, padding=1) + first["bias"])[
         0
     ]
-    fig, axes = plt.subplots(2, 6, figsize=(13, 3.5))
+    fig, axes = subplots(2, 6, figsize=(13, 3.5))
     for c in range(6):
         axes[0, c].bar(range(taps.shape[0]), taps[:, c], color="#1f77b4")
         axes[0, c].set_title(f"filter {c}")
@@ -258,7 +245,6 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
 
 def step5_pool_activate(out: Path, image: np.ndarray) -> dict[str, Any]:
     """Pooling and activations on a feature map."""
-    plt = _pyplot()
     fmap = np.asarray(jaxconv.correlate(image, KERNELS["Sobel x"], "valid"))[None, :, :, None]
     pooled = {
         "max 2x2": np.asarray(jaxconv.max_pool(fmap, 2))[0, :, :, 0],
@@ -274,7 +260,7 @@ def step5_pool_activate(out: Path, image: np.ndarray) -> dict[str, Any]:
         "example_avg": np.asarray(jaxconv.avg_pool(small, 2))[0, :, :, 0].tolist(),
         "pooled_shapes": {k: list(v.shape) for k, v in pooled.items()},
     }
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6))
+    fig, axes = subplots(2, 4, figsize=(14, 6))
     _signed(axes[0, 0], fmap[0, :, :, 0])
     axes[0, 0].set_title(f"Sobel x map {fmap.shape[1]}x{fmap.shape[2]}")
     for ax, (name, p) in zip(axes[0, 1:], pooled.items()):

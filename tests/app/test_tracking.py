@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jaxconv.app.rundir import flatten
+from jaxconv.app.config import config_sha256, flatten
 from jaxconv.app.tracking import chosen
-from jaxconv.app.train import config_sha256, train
+from jaxconv.app.train import train
 from jaxconv.train import make_schedule, read_metrics
 from tests.helpers import TINY_SHAPES_RUN, cli, cli_env, free_port
 from tests.train.test_loggers import (

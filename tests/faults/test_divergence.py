@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxconv.app.train import ConfigError, train
+from jaxconv.app.errors import ConfigError
+from jaxconv.app.train import train
 from jaxconv.train import Checkpoints, Diverged
 
 from .conftest import TINY, cli, error_lines, result

@@ -207,7 +207,8 @@ def _numbers(path):
 
 @pytest.mark.parametrize("value", [0, -1, "two"])
 def test_a_devices_value_that_cannot_be_is_refused_before_any_device(hydra_compose, value):
-    from jaxconv.app.validate import ConfigError, validate
+    from jaxconv.app.errors import ConfigError
+    from jaxconv.app.validate import validate
 
     with pytest.raises(ConfigError, match=r"^trainer.devices \(=.*\) must be 'all' or an int"):
         validate(hydra_compose([f"trainer.devices={value}"]))

@@ -1,105 +1,191 @@
-"""Structured configs (dataclasses in Hydra's ConfigStore): typed, so a wrong type or an
-unknown key is rejected by Hydra before anything runs."""
+"""The config schema, built from the library's options dataclasses.
+
+Each config group is the fields of the library class that takes it (the ``trainer``
+group is :class:`~jaxconv.train.FitOptions` plus :class:`RunOptions`, the ``optimizer``
+group :class:`~jaxconv.train.optim.OptimizerOptions`, ...), so an option is declared once,
+in the library, with its default, its key and its resume rule
+(:func:`jaxconv._options.option`). Hydra's structured configs made from them refuse a
+wrong type or an unknown key before anything runs. Everything else the command needs to
+know about a key is read here: which keys a resume may change or extend, which are left
+out of the config hash, and the config key of a library argument named in an error.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from jaxconv._options import OptionInfo, describe, option
+from jaxconv.data.datasets import DataOptions
+from jaxconv.train.loggers import LoggerOptions
+from jaxconv.train.loop import FitOptions
+from jaxconv.train.optim import OptimizerOptions, ScheduleOptions
+from jaxconv.train.parallel import DistributedOptions
 
 
-@dataclass
-class DataConfig:
-    name: str = "mnist1d"
-    root: str = "~/.cache/jaxconv"
-    val_fraction: float = 0.1
-    normalize: bool = True
-    limit_train: int | None = None
-    download: bool = True
-    augment_shift: int = 0
-    augment_flip: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
+@dataclasses.dataclass
+class RunOptions:
+    """What the command does around :func:`~jaxconv.train.fit`."""
+
+    plots: bool = option(
+        True, key="trainer.plots", resume="free", why="whether plots are drawn at the end"
+    )
+    reuse_host_memory: bool = option(  # jaxconv.train.reuse_host_memory
+        True,
+        key="trainer.reuse_host_memory",
+        resume="free",
+        why="a host-allocator setting; numbers are unchanged",
+    )
+    conv_backend: str = option("auto", key="conv_backend")  # every conv and pooling layer's
 
 
-@dataclass
-class OptimizerConfig:
-    name: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    clip_norm: float | None = None
-    b1: float = 0.9
-    b2: float = 0.999
+#: The library classes whose fields are config keys, by the group a field belongs to
+#: unless its metadata names another key.
+SCHEMAS: dict[str, tuple[type, ...]] = {
+    "data": (DataOptions,),
+    "optimizer": (OptimizerOptions,),
+    "schedule": (ScheduleOptions,),
+    "trainer": (FitOptions, RunOptions),
+    "distributed": (DistributedOptions,),
+    "logger": (LoggerOptions,),
+}
 
 
-@dataclass
-class ScheduleConfig:
-    name: str = "constant"
-    warmup_fraction: float = 0.05
-    final_fraction: float = 0.0
+def options(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> list[OptionInfo]:
+    """Every option of every schema, with its config key."""
+    return [
+        info for group, classes in schemas.items() for c in classes for info in describe(c, group)
+    ]
 
 
-@dataclass
-class TrainerConfig:
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 128
-    eval_every: int | None = None
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 3
-    resume: bool = False
-    progress: bool = True
-    label_smoothing: float = 0.0
-    plots: bool = True
-    reuse_host_memory: bool = True  # keep freed host memory (jaxconv.train.reuse_host_memory)
-    devices: Any = "all"  # "all" or an int: local devices per process the batch is split over
-    compute_dtype: str = "float32"  # float32 | bfloat16: what the layers compute in
+def _hydra_type(hint: Any) -> Any:
+    """The annotation as OmegaConf takes it: a union other than ``X | None`` is Any."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return hint if len(args) == 1 else Any
+    return hint
 
 
-@dataclass
-class DistributedConfig:
-    """``jax.distributed``: null everywhere = start it only when a cluster (SLURM, Open MPI)
-    with several tasks is detected; ``initialize=false`` never."""
-
-    initialize: bool | None = None
-    coordinator_address: str | None = None  # host:port of process 0
-    num_processes: int | None = None
-    process_id: int | None = None
-    timeout_seconds: int = 300  # wait for the others at start; notice a dead one
-
-
-@dataclass
-class LoggerConfig:
-    """Where a run is reported besides metrics.csv (always written): choose with
-    ``logger=tensorboard``, ``logger=mlflow`` or ``logger=[tensorboard,mlflow]``."""
-
-    tensorboard: bool = False  # event files in the run directory (tensorboardX)
-    mlflow: bool = False  # one MLflow run per training run
-    filters: bool = True  # TensorBoard: the first-layer filters as an image at each evaluation
-    tracking_uri: str | None = None  # MLflow: null = MLFLOW_TRACKING_URI, else ./mlflow.db
-    experiment: str | None = None  # MLflow: null = the sweep directory, or the run's parent
+def _group_class(name: str, infos: list[OptionInfo]) -> type:
+    """A structured-config dataclass of these options (named by their keys' last part)."""
+    fields = []
+    for info in infos:
+        f = info.field
+        default = (
+            dataclasses.field(default_factory=f.default_factory)
+            if f.default_factory is not dataclasses.MISSING
+            else dataclasses.field(default=f.default)
+        )
+        hint = _hydra_type(typing.get_type_hints(info.owner)[f.name])
+        fields.append((info.key.rsplit(".", 1)[-1], hint, default))
+    return dataclasses.make_dataclass(name, fields)
 
 
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: Any = MISSING
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    seed: int = 0
-    conv_backend: str = "auto"
+def _group(info: OptionInfo) -> str:
+    return info.key.rsplit(".", 1)[0] if "." in info.key else ""
 
 
-def register() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    # The schemas live in a group of their own, so the user-facing groups list options only.
-    cs.store(group="schema", name="data", node=DataConfig)
-    cs.store(group="schema", name="optimizer", node=OptimizerConfig)
-    cs.store(group="schema", name="schedule", node=ScheduleConfig)
-    cs.store(group="schema", name="trainer", node=TrainerConfig)
+def schema_classes(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> dict[str, type]:
+    """One structured-config dataclass per group, and under ``""`` the whole config:
+    the groups, ``model`` (any module's constructor arguments) and the top-level keys."""
+    infos = options(schemas)
+    names = dict.fromkeys(_group(i) for i in infos if _group(i))
+    groups = {
+        g: _group_class(f"{g.capitalize()}Config", [i for i in infos if _group(i) == g])
+        for g in names
+    }
+    top = [(g, cls, dataclasses.field(default_factory=cls)) for g, cls in groups.items()]
+    top.insert(1, ("model", Any, dataclasses.field(default=MISSING)))  # after data
+    root = _group_class("Top", [i for i in infos if not _group(i)])
+    top += [
+        (f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(root)
+    ]
+    return {**groups, "": dataclasses.make_dataclass("Config", top)}
+
+
+def register(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> None:
+    """Store the schema in Hydra's ConfigStore as ``base_config``: every group's options
+    (the YAML files of ``conf/``) merge into its typed node, so a wrong type or an unknown
+    key is refused whichever option is chosen."""
+    ConfigStore.instance().store(name="base_config", node=schema_classes(schemas)[""])
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeRules:
+    """Which keys a resume may change (with why) or only extend."""
+
+    may_change: dict[str, str]
+    may_extend: tuple[str, ...]
+
+
+def resume_rules(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> ResumeRules:
+    infos = options(schemas)
+    return ResumeRules(
+        may_change={i.key: i.why for i in infos if i.resume == "free"},
+        may_extend=tuple(i.key for i in infos if i.resume == "extend"),
+    )
+
+
+def library_keys(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> dict[str, str]:
+    """A library argument's name -> its config key, for the names only one option has
+    (the library names the others by their key already: ``optimizer.name``)."""
+    infos = options(schemas)
+    counts = {}
+    for info in infos:
+        counts[info.name] = counts.get(info.name, 0) + 1
+    return {i.name: i.key for i in infos if counts[i.name] == 1 and i.name != i.key}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values.
+
+    >>> flatten({"seed": 0, "trainer": {"batch_size": 16, "resume": False}})
+    {'seed': 0, 'trainer.batch_size': 16, 'trainer.resume': False}
+    """
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def task_config(cfg: DictConfig) -> dict:
+    """The resolved config without Hydra's own node: what a run records and compares."""
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+
+
+def config_sha256(cfg: DictConfig) -> str:
+    """SHA-256 of the resolved config without the keys that never change what a run
+    computes (``resume="free"``: resume, progress, plots, checkpointing, where the data
+    lives): a resumed or re-run job has the original's hash."""
+    free = resume_rules().may_change
+    kept = {k: v for k, v in flatten(task_config(cfg)).items() if k not in free}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def group_options(cfg: DictConfig, schema: type, group: str) -> Any:
+    """An instance of the library class ``schema`` from the config's keys for its fields."""
+    values = {}
+    for info in describe(schema, group):
+        value = OmegaConf.select(cfg, info.key)
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        values[info.name] = value
+    return schema(**values)
+
+
+def summary_ignored_keys() -> tuple[str, ...]:
+    """The overrides a sweep summary does not group runs by: the seed (pooled) and the
+    keys that never change results."""
+    return ("seed", *resume_rules().may_change)

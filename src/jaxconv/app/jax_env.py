@@ -5,34 +5,32 @@ job's environment (``hydra.job.env_set``) before the job runs; that takes effect
 the backend has not started yet in this process, which holds for the first job of a
 process and for launchers that start a process per job. The same holds for the host
 allocator setting (:func:`jaxconv.train.reuse_host_memory`), which must precede the
-backend's threads. Provenance records both.
+backend's threads. Provenance records both; the command's entry point holds one
+:class:`BackendStart` for its process and hands it to every job.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from jaxconv.train.host_memory import backend_started, reuse_host_memory
 
-_AT_START: dict[str, str | None] | None = None
-_HOST_MEMORY_REUSED: bool | None = None
 
+@dataclasses.dataclass
+class BackendStart:
+    """What the backend started with: ``flags`` (None until noted, or when it had started
+    before anyone noted it) and whether the host allocator reuses memory."""
 
-def note_start(*, reuse_memory: bool = True) -> None:
-    """Call just before the first use of the backend in a job; with ``reuse_memory``,
-    apply :func:`~jaxconv.train.reuse_host_memory` first (only while the backend is not
-    started: its threads must not have allocated yet)."""
-    global _AT_START, _HOST_MEMORY_REUSED
-    if _AT_START is None and not backend_started():
-        _HOST_MEMORY_REUSED = reuse_memory and reuse_host_memory()
-        _AT_START = {k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION")}
+    flags: dict[str, str | None] | None = None
+    host_memory_reused: bool | None = None
 
-
-def flags_at_start() -> dict[str, str | None] | None:
-    return _AT_START
-
-
-def host_memory_reused() -> bool | None:
-    """Whether the backend started with :func:`~jaxconv.train.reuse_host_memory` applied
-    (None: the backend had started before this module saw it)."""
-    return _HOST_MEMORY_REUSED
+    def note(self, *, reuse_memory: bool = True) -> None:
+        """Call just before the first use of the backend in a job; with ``reuse_memory``,
+        apply :func:`~jaxconv.train.reuse_host_memory` first (only while the backend is not
+        started: its threads must not have allocated yet). Later calls keep the first."""
+        if self.flags is None and not backend_started():
+            self.host_memory_reused = reuse_memory and reuse_host_memory()
+            self.flags = {
+                k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+            }

@@ -19,57 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
 
 from jaxconv._atomic import write_text_atomic
+from jaxconv.app.config import ResumeRules, flatten, resume_rules
+from jaxconv.run_layout import RunDir
+from jaxconv.train.loop import refuse_to_overwrite
 
+_RULES = resume_rules()
 #: Keys that may differ between a run and its resume, and why: they change how a run is
-#: carried out or shown, never the numbers it computes.
-RESUME_MAY_CHANGE: dict[str, str] = {
-    "trainer.resume": "how the command starts",
-    "trainer.progress": "the progress bar",
-    "trainer.plots": "whether plots are drawn at the end",
-    "trainer.reuse_host_memory": "a host-allocator setting; numbers are unchanged",
-    "trainer.checkpoint_every": "how often checkpoints are written",
-    "trainer.keep_checkpoints": "how many checkpoints are kept",
-    "data.root": "where the dataset files live",
-    "data.download": "whether missing files may be downloaded",
-    "trainer.devices": "the topology (recorded in result.json; numbers agree to rounding)",
-    "distributed.initialize": "how the processes find each other",
-    "distributed.coordinator_address": "how the processes find each other",
-    "distributed.num_processes": "the topology (recorded in result.json)",
-    "distributed.process_id": "which process this is",
-    "distributed.timeout_seconds": "how long processes wait for each other",
-    "logger.tensorboard": "where the metrics are also reported",
-    "logger.mlflow": "where the metrics are also reported",
-    "logger.filters": "what TensorBoard is shown",
-    "logger.tracking_uri": "where the metrics are also reported",
-    "logger.experiment": "where the metrics are also reported",
-}
+#: carried out or shown, never the numbers it computes (``resume="free"`` in the schema).
+RESUME_MAY_CHANGE: dict[str, str] = _RULES.may_change
 #: Keys that may only grow on resume: training continues for longer.
-RESUME_MAY_EXTEND: tuple[str, ...] = ("trainer.max_steps", "trainer.epochs")
-
-CONFIG_FILE = "config.yaml"
-REFUSAL_FILE = "refused.json"
+RESUME_MAY_EXTEND: tuple[str, ...] = _RULES.may_extend
 
 
 class RunDirRefused(ValueError):
     """The run directory holds another run or cannot be written; nothing was changed."""
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values.
-
-    >>> flatten({"seed": 0, "trainer": {"batch_size": 16, "resume": False}})
-    {'seed': 0, 'trainer.batch_size': 16, 'trainer.resume': False}
-    """
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def _extends(old: Any, new: Any) -> bool:
@@ -78,8 +44,11 @@ def _extends(old: Any, new: Any) -> bool:
     return new >= old
 
 
-def config_differences(recorded: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The keys on which ``new`` may not resume ``recorded``, as ``key: old -> new``.
+def config_differences(
+    recorded: Mapping[str, Any], new: Mapping[str, Any], rules: ResumeRules = _RULES
+) -> list[str]:
+    """The keys on which ``new`` may not resume ``recorded``, as ``key: old -> new``
+    (``rules``: the schema's, :func:`~jaxconv.app.config.resume_rules`).
 
     >>> config_differences({"seed": 0, "trainer": {"max_steps": 10, "resume": False}},
     ...                    {"seed": 1, "trainer": {"max_steps": 5, "resume": True}})
@@ -88,14 +57,14 @@ def config_differences(recorded: Mapping[str, Any], new: Mapping[str, Any]) -> l
     old, cur = flatten(recorded), flatten(new)
     lines = []
     for key in sorted(set(old) | set(cur)):
-        if key in RESUME_MAY_CHANGE or key.startswith("hydra."):
+        if key in rules.may_change or key.startswith("hydra."):
             continue
         a, b = old.get(key, "<absent>"), cur.get(key, "<absent>")
         if a == b:
             continue
-        if key in RESUME_MAY_EXTEND and _extends(a, b):
+        if key in rules.may_extend and _extends(a, b):
             continue
-        note = " (resume may only extend it)" if key in RESUME_MAY_EXTEND else ""
+        note = " (resume may only extend it)" if key in rules.may_extend else ""
         lines.append(f"{key}: {_show(a)} -> {_show(b)}{note}")
     return lines
 
@@ -106,7 +75,8 @@ def _show(value: Any) -> str:
 
 def recorded_config(run_dir: Path) -> dict | None:
     """The config the directory's run was made with (None if it records none)."""
-    for path in (run_dir / CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
+    files = RunDir(run_dir)
+    for path in (files.config, files.hydra / "config.yaml"):
         if path.is_file():
             try:
                 loaded = yaml.safe_load(path.read_text())
@@ -121,8 +91,6 @@ def recorded_config(run_dir: Path) -> dict | None:
 
 def _resolved(loaded: dict) -> dict:
     """Hydra's .hydra/config.yaml may hold interpolations; resolve those it can."""
-    from omegaconf import OmegaConf
-
     try:
         return OmegaConf.to_container(OmegaConf.create(loaded), resolve=True)
     except Exception:  # an interpolation only Hydra's runtime knows: compare as written
@@ -148,8 +116,6 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> 
     Raises :class:`RunDirRefused` when the directory is a file, cannot be written, holds
     checkpoints and ``resume`` is off, or holds a run whose config differs from ``config``.
     """
-    from jaxconv.train.loop import refuse_to_overwrite
-
     run_dir = Path(run_dir)
     check_writable(run_dir)
     if not run_dir.is_dir():
@@ -170,4 +136,4 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> 
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     """The resolved config of the accepted run, atomically."""
-    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(dict(config), sort_keys=False))
+    write_text_atomic(RunDir(run_dir).config, yaml.safe_dump(dict(config), sort_keys=False))

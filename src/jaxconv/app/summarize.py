@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxconv.app.config import summary_ignored_keys
 from jaxconv.report.summary import METRICS, collect_runs, summarize
+from jaxconv.run_layout import CORRUPT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,14 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        runs = collect_runs(args.sweep_dir)
-        _, table = summarize(args.sweep_dir, args.metric)
+        ignored = summary_ignored_keys()
+        runs = collect_runs(args.sweep_dir, ignored)
+        _, table = summarize(args.sweep_dir, args.metric, ignored)
     except OSError as err:  # missing, a file, unreadable
         print(f"jaxconv-summarize: error: {err}", file=sys.stderr)
         return 2
     print(table)
     print(f"\nwrote summary.md, summary.csv, summary.png, curves.png in {args.sweep_dir}")
-    corrupt = [run for run in runs if run.status == "corrupt"]
+    corrupt = [run for run in runs if run.status == CORRUPT]
     for run in corrupt:  # summarised without them; the exit status tells a script
         print(f"jaxconv-summarize: error: {run.problem}", file=sys.stderr)
     return 2 if corrupt else 0

@@ -11,16 +11,17 @@ a multirun (one experiment per sweep), else after the run directory's parent
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from jaxconv.app.validate import ConfigError
-
-#: The file in the run directory that remembers its MLflow run, so a resume continues it.
-MLFLOW_RUN_FILE = "mlflow_run.json"
+from jaxconv.app.errors import ConfigError
+from jaxconv.run_layout import RunDir
+from jaxconv.train.loggers import CsvLogger, MissingExtra, MLflowLogger, TensorBoardLogger, require
 
 
 def chosen(cfg: DictConfig) -> list[str]:
@@ -32,8 +33,6 @@ def chosen(cfg: DictConfig) -> list[str]:
 def check_installed(cfg: DictConfig) -> None:
     """Every chosen logger's writer can be imported, or one :class:`ConfigError` line
     naming the extra to install."""
-    from jaxconv.train.loggers import MissingExtra, require
-
     for name in chosen(cfg):
         try:
             require(name)
@@ -61,10 +60,8 @@ def make_loggers(
         default: the run directory's parent).
       run_name: the MLflow run's name (default: the run directory's name).
     """
-    from jaxconv.train.loggers import CsvLogger, MLflowLogger, TensorBoardLogger
-
-    log = cfg.logger
-    loggers = [CsvLogger(run_dir / "metrics.csv")]
+    log, files = cfg.logger, RunDir(run_dir)
+    loggers = [CsvLogger(files.metrics)]
     if log.tensorboard:
         loggers.append(
             TensorBoardLogger(
@@ -80,32 +77,21 @@ def make_loggers(
                 params=hparams,
                 tags={"jaxconv.run_dir": str(run_dir.resolve()), **(tags or {})},
                 learning_rate=learning_rate,
-                run_file=run_dir / MLFLOW_RUN_FILE,
+                run_file=files.mlflow_run,
             )
         )
-        import logging
-
         # mlflow sets its own logger to INFO when imported (above): its database setup
         # chatter stays out of the run's output
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     return loggers
 
 
-def run_files(run_dir: Path) -> list[Path]:
-    """What a finished run hands its loggers to keep (MLflow's artifacts)."""
-    names = ("result.json", "metrics.csv", "config.yaml", "provenance.json")
-    plots = ("learning_curves.png", "filters.png", "feature_maps.png")
-    return [run_dir / name for name in (*names, *plots) if (run_dir / name).is_file()]
-
-
 def finish_all(loggers: list, status: str, run_dir: Path) -> None:
     """Finish every logger; one that fails to (a tracking server gone) is reported and
     does not stop the others, nor change the run's own record."""
-    import sys
-
     for logger in loggers:
         try:
-            logger.finish(status, run_files(run_dir))
+            logger.finish(status, RunDir(run_dir).artifacts())
         except Exception as err:  # the run's own files are already written
             print(
                 f"jaxconv-train: warning: {type(logger).__name__} did not finish: "

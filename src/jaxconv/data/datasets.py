@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxconv._options import keywords_for, option
 from jaxconv.data import files
 
 
@@ -122,6 +123,31 @@ def shapes(
     images += rng.normal(0.0, noise, images.shape).astype(np.float32)
     x = images[..., None]
     return x[:num_train], labels[:num_train], x[num_train:], labels[num_train:]
+
+
+@dataclasses.dataclass
+class DataOptions:
+    """The ``data`` config group: :func:`load_dataset`'s keywords (``options`` holds a
+    dataset's own, e.g. ``mnist1d``'s generator settings)."""
+
+    name: str = "mnist1d"
+    root: str = option("~/.cache/jaxconv", resume="free", why="where the dataset files live")
+    val_fraction: float = 0.1
+    normalize: bool = True
+    limit_train: int | None = None
+    download: bool = option(True, resume="free", why="whether missing files may be downloaded")
+    options: dict[str, Any] = option(default_factory=dict)
+
+
+def dataset_from(options: DataOptions, split_seed: int) -> Dataset:
+    """:func:`load_dataset` of the group's options."""
+    kwargs = keywords_for(load_dataset, options, skip=("options",))
+    return load_dataset(split_seed=split_seed, **kwargs, **dict(options.options))
+
+
+def check_data_options(options: DataOptions) -> None:
+    """The checks :func:`dataset_from` makes before reading anything."""
+    check_dataset_args(**keywords_for(check_dataset_args, options))
 
 
 def check_dataset_args(name: str, val_fraction: float, limit_train: int | None) -> None:

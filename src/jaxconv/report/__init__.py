@@ -1,7 +1,7 @@
 """Summaries and plots built from run directories (files on disk only)."""
 
-from jaxconv.report.metrics import read_metrics as read_metrics
-from jaxconv.report.metrics import write_metrics as write_metrics
+from jaxconv.run_layout import read_metrics as read_metrics
+from jaxconv.run_layout import write_metrics as write_metrics
 
 
 def __getattr__(name: str):

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from jaxconv.report.metrics import read_metrics  # noqa: E402
+from jaxconv._figure import subplots
+from jaxconv.run_layout import RunDir, read_metrics
 
 
 def plot_learning_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """``learning_curves.png``: loss and accuracy per split against step, from metrics.csv."""
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.csv")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    rows = read_metrics(RunDir(run_dir).metrics)
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 3.8))
     for split, style in (("train", "-"), ("val", "--"), ("test", "o")):
         part = [r for r in rows if r["split"] == split]
         if not part:
@@ -31,7 +27,6 @@ def plot_learning_curves(run_dir: str | Path, out: str | Path | None = None) -> 
         ax.legend()
     fig.suptitle(run_dir.name)
     fig.tight_layout()
-    out = Path(out) if out else run_dir / "learning_curves.png"
+    out = Path(out) if out else RunDir(run_dir).plot("learning_curves")
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

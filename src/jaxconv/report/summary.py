@@ -14,20 +14,29 @@ import dataclasses
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 import yaml
 
-from jaxconv.report.metrics import read_metrics
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from jaxconv._figure import subplots
+from jaxconv.run_layout import (
+    CORRUPT,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    REFUSED,
+    RUNNING,
+    RunDir,
+    read_metrics,
+)
 
 METRICS = ("test_accuracy", "test_loss", "val_accuracy", "wall_seconds")
-STATUSES = ("ok", "failed", "interrupted", "refused", "corrupt")
-IGNORED_KEYS = ("seed", "trainer.resume", "trainer.progress", "trainer.plots")
+STATUSES = (OK, FAILED, INTERRUPTED, REFUSED, CORRUPT)
+#: The overrides runs are not grouped by, unless the caller names others: the seed (pooled).
+IGNORED_KEYS = ("seed",)
 
 
 @dataclass
@@ -38,20 +47,21 @@ class Run:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # split -> (step, acc)
     problem: str | None = None  # why the job is refused or corrupt, one line
     config: str = ""  # the settings that vary across the sweep (collect_runs names them)
+    ignored: tuple[str, ...] = IGNORED_KEYS  # override keys that are not settings
 
     @property
     def status(self) -> str:
         if self.problem is not None:
-            return "refused" if self.problem.startswith("refused") else "corrupt"
+            return REFUSED if self.problem.startswith(REFUSED) else CORRUPT
         status = self.result.get("status")
-        return "interrupted" if status in (None, "running") else status
+        return INTERRUPTED if status in (None, RUNNING) else status
 
     @property
     def settings(self) -> set[str]:
         return {
             o
             for o in self.overrides
-            if o.split("=", 1)[0].lstrip("+~") not in IGNORED_KEYS and not o.startswith("hydra.")
+            if o.split("=", 1)[0].lstrip("+~") not in self.ignored and not o.startswith("hydra.")
         }
 
 
@@ -87,7 +97,7 @@ def _json_object(path: Path) -> dict | None:
 
 
 def _overrides(job: Path) -> list[str]:
-    path = job / ".hydra" / "overrides.yaml"
+    path = RunDir(job).hydra / "overrides.yaml"
     if not path.exists():
         return []
     try:
@@ -103,36 +113,41 @@ def _overrides(job: Path) -> list[str]:
 
 def _read_job(job: Path) -> Run:
     """One job directory; what cannot be read is named in ``problem``, never raised."""
-    run = Run(job, [], {})
+    run, files = Run(job, [], {}), RunDir(job)
     try:
         run.overrides = _overrides(job)
-        refusal = _json_object(job / "refused.json")
+        refusal = _json_object(files.refusal)
         if refusal is not None:  # the last command refused this job: its own overrides count
             run.overrides = list(refusal.get("overrides") or run.overrides)
-            run.problem = f"refused: {refusal.get('error', '(no reason recorded)')}"
-        run.result = _json_object(job / "result.json") or {}
+            run.problem = f"{REFUSED}: {refusal.get('error', '(no reason recorded)')}"
+        run.result = _json_object(files.result) or {}
         run.overrides = run.overrides or list(run.result.get("overrides", []))
-        run.curves = _curves(job / "metrics.csv")
+        run.curves = _curves(files.metrics)
     except CorruptFile as err:
         run.problem = str(err)
     return run
 
 
-def collect_runs(sweep_dir: str | Path) -> list[Run]:
+def collect_runs(sweep_dir: str | Path, ignored: Sequence[str] = IGNORED_KEYS) -> list[Run]:
     """Every job directory under ``sweep_dir`` (those with ``.hydra/``, ``result.json`` or
-    ``refused.json``)."""
+    ``refused.json``); overrides of the ``ignored`` keys do not tell configurations apart
+    (``jaxconv-summarize`` passes the seed and the keys that never change results)."""
     sweep_dir = Path(sweep_dir)
     if sweep_dir.exists() and not sweep_dir.is_dir():
         raise NotADirectoryError(f"{sweep_dir} is a file, not a sweep directory")
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
     dirs = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
-    dirs |= {p.parent for name in ("result.json", "refused.json") for p in sweep_dir.rglob(name)}
+    records = (RunDir(".").result.name, RunDir(".").refusal.name)
+    dirs |= {p.parent for name in records for p in sweep_dir.rglob(name)}
 
     def natural(path: Path):  # job 2 before job 10
         return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
-    runs = [_read_job(job) for job in sorted(dirs, key=natural)]
+    runs = [
+        dataclasses.replace(_read_job(job), ignored=tuple(ignored))
+        for job in sorted(dirs, key=natural)
+    ]
     common = set.intersection(*(r.settings for r in runs)) if runs else set()
     return [
         dataclasses.replace(
@@ -160,7 +175,7 @@ def summarize_runs(runs: list[Run], metric: str = "test_accuracy") -> list[dict]
         groups.setdefault(run.config, []).append(run)
     rows = []
     for config, members in groups.items():
-        ok = [r for r in members if r.status == "ok"]
+        ok = [r for r in members if r.status == OK]
         row = {
             "config": config,
             "runs": len(members),
@@ -220,7 +235,7 @@ def problems(runs: list[Run], sweep_dir: Path) -> list[str]:
 
 
 def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4))
+    fig, ax = subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4))
     means = [r[f"{metric}_mean"] for r in rows]
     stds = [r[f"{metric}_std"] for r in rows]
     colors = ["tab:orange" if r.get("best") else "tab:blue" for r in rows]
@@ -234,14 +249,13 @@ def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
     ax.set_title(f"{metric}: mean ± std over seeds")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def plot_curves(runs: list[Run], out: Path) -> None:
     """Training and validation accuracy against step; one colour per configuration."""
     configs = sorted({r.config for r in runs})
-    cmap = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    cmap = matplotlib.colormaps["tab10"]
+    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, split, title in (
         (axes[0], "train", "training accuracy (batches since the last eval)"),
         (axes[1], "val", "validation accuracy"),
@@ -269,13 +283,14 @@ def plot_curves(runs: list[Run], out: Path) -> None:
     axes[0].set_ylabel("accuracy")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
-def summarize(sweep_dir: str | Path, metric: str = "test_accuracy") -> tuple[list[dict], str]:
+def summarize(
+    sweep_dir: str | Path, metric: str = "test_accuracy", ignored: Sequence[str] = IGNORED_KEYS
+) -> tuple[list[dict], str]:
     """Write summary.md, summary.csv, summary.png, curves.png into ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
-    runs = collect_runs(sweep_dir)
+    runs = collect_runs(sweep_dir, ignored)
     if not runs:
         raise FileNotFoundError(
             f"no job directories (with .hydra/ or result.json) under {sweep_dir}"

@@ -2,6 +2,7 @@
 
 from jaxconv.train.checkpoint import CheckpointError as CheckpointError
 from jaxconv.train.checkpoint import Checkpoints as Checkpoints
+from jaxconv.train.checkpoint import silence_failed_reads as silence_failed_reads
 from jaxconv.train.host_memory import reuse_host_memory as reuse_host_memory
 from jaxconv.train.loggers import CsvLogger as CsvLogger
 from jaxconv.train.loggers import Logger as Logger
@@ -14,6 +15,8 @@ from jaxconv.train.loop import evaluate as evaluate
 from jaxconv.train.loop import fit as fit
 from jaxconv.train.loop import read_metrics as read_metrics
 from jaxconv.train.loop import total_steps as total_steps
+from jaxconv.train.optim import OptimizerOptions as OptimizerOptions
+from jaxconv.train.optim import ScheduleOptions as ScheduleOptions
 from jaxconv.train.optim import make_optimizer as make_optimizer
 from jaxconv.train.optim import make_schedule as make_schedule
 from jaxconv.train.signals import Interrupted as Interrupted

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import json
 import logging
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxconv._atomic import write_text_atomic
+from jaxconv._errors import first_line
+from jaxconv.run_layout import RunDir
 from jaxconv.train.state import TrainState, params_sha256
 
 
@@ -88,59 +88,67 @@ def layout_mismatch(saved: dict, model: dict) -> str | None:
     return problems[0] + more
 
 
+#: The loggers a failed TensorStore read writes to: Orbax's (absl) and asyncio's.
+_READ_LOGGERS = ("absl", "asyncio")
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
 @contextlib.contextmanager
-def _quiet_failures() -> Iterator[None]:
-    """Hold back what a failed TensorStore read leaves behind: tracebacks of its callbacks
-    into Orbax's closed event loop (written to ``sys.stderr`` from TensorStore's threads
-    within milliseconds of the failure), asyncio's "Future exception was never retrieved"
-    records, Orbax's logged errors and "Exception ignored" reports. The restore reports
-    each failure itself, in one line."""
-    logs = [logging.getLogger(name) for name in ("asyncio", "absl")]  # absl: Orbax's own errors
-    levels, hook, stderr = [log.level for log in logs], sys.unraisablehook, sys.stderr
-    held = io.StringIO()
+def _quiet_read_logs() -> Iterator[None]:
+    """While a checkpoint is read, drop what Orbax and asyncio log of a failed read (the
+    restore reports each failure itself, in one line). The filter is added to the named
+    loggers for the read only, and removed after it."""
+    drop, logs = _DropAll(), [logging.getLogger(name) for name in _READ_LOGGERS]
     for log in logs:
-        log.setLevel(logging.CRITICAL)
-    sys.unraisablehook = lambda unraisable: None
-    sys.stderr = held
+        log.addFilter(drop)
     try:
         yield
-    except BaseException:
-        _until_quiet(held)
-        # The failed read's coroutines stay referenced until the interpreter exits, which
-        # then warns of each; they were reported as this failure already.
-        warnings.filterwarnings(
-            "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
-        )
-        if not any(
-            isinstance(f, _FailedReadFilter) for f in logs[0].filters
-        ):  # and its futures, later
-            logs[0].addFilter(_FailedReadFilter())
-        raise
     finally:
-        gc.collect()  # failed futures are reported when collected: collect them here
-        sys.stderr, sys.unraisablehook = stderr, hook
-        for log, level in zip(logs, levels):
-            log.setLevel(level)
+        gc.collect()  # a failed read's futures are reported when collected: here, dropped
+        for log in logs:
+            log.removeFilter(drop)
 
 
 class _FailedReadFilter(logging.Filter):
-    """Drops asyncio's "Future exception was never retrieved" records of TensorStore reads
-    (collected long after the restore that reported them)."""
+    """Drops asyncio's "... exception was never retrieved" records of TensorStore reads."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not ("never retrieved" in message and "tensorstore" in message)
 
 
-def _until_quiet(held: io.StringIO, quiet: float = 0.1, limit: float = 2.0) -> None:
-    """Wait until nothing more is written to ``held`` for ``quiet`` seconds."""
-    deadline, size, since = time.monotonic() + limit, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        if held.tell() != size:
-            size, since = held.tell(), time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-        time.sleep(0.01)
+def silence_failed_reads() -> None:
+    """Process-wide, for programs that own the process (``jaxconv-train`` calls it in its
+    entry point; a notebook may too): keep quiet what a failed TensorStore read leaves
+    behind after :meth:`Checkpoints.restore` has reported it.
+
+    TensorStore's threads call back into Orbax's event loop after it closed, each
+    callback raising an unraisable "Event loop is closed" (up to a few milliseconds
+    after the read failed, so no scope around the read can hold them), and the read's
+    futures are logged by asyncio when collected. This installs, once: an
+    ``sys.unraisablehook`` that drops those and hands every other to the hook it
+    replaced; a filter on asyncio's logger for those records; and a warnings filter for
+    the read's coroutines that were never awaited.
+    """
+    if getattr(sys.unraisablehook, "_jaxconv_failed_reads", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook._jaxconv_failed_reads = True
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_FailedReadFilter())
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
+    )
 
 
 class Checkpoints:
@@ -152,7 +160,7 @@ class Checkpoints:
     """
 
     def __init__(self, run_dir: Path, keep: int = 3):
-        self.base = Path(run_dir).absolute() / "checkpoints"
+        self.base = RunDir(Path(run_dir).absolute()).checkpoints
         options = dict(enable_async_checkpointing=False, create=True)
         handler = ocp.StandardCheckpointHandler  # lets a new process read a step's metadata
         self.last = ocp.CheckpointManager(
@@ -214,16 +222,15 @@ class Checkpoints:
         reasons = []
         for i, step in enumerate(steps):
             try:
-                with _quiet_failures():
+                with _quiet_read_logs():
                     self._check_layout(manager, step, abstract)
                     tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
                 extras = self._verify(which, step, tree["params"])
             except ModelMismatch as err:
                 reasons.append(f"checkpoint at step {step} has parameters of another model: {err}")
             except Exception as err:  # unreadable files, a wrong hash
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 reasons.append(
-                    f"checkpoint at step {step} is unreadable or corrupt ({first[:200]})"
+                    f"checkpoint at step {step} is unreadable or corrupt ({first_line(err)})"
                 )
             else:
                 return state.replace(**tree), extras

@@ -23,6 +23,7 @@ evaluation, when the logger is given the schedule).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import itertools
 import json
@@ -36,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from jaxconv._atomic import write_text_atomic
-from jaxconv.report.metrics import read_metrics, write_metrics
+from jaxconv._options import option
+from jaxconv.run_layout import read_metrics, write_metrics
 
 #: What ``pip`` installs the optional writers with.
 TRACKING_EXTRA = "pip install 'jaxconv[tracking]'"
@@ -52,6 +54,21 @@ Row = Mapping[str, Any]
 
 #: Numbers this process's TensorBoard event files apart.
 _WRITERS = itertools.count()
+
+
+_ALSO = "where the metrics are also reported"
+
+
+@dataclasses.dataclass
+class LoggerOptions:
+    """The ``logger`` config group: where a run is reported besides metrics.csv (always
+    written); ``logger=tensorboard``, ``logger=mlflow`` or ``logger=[tensorboard,mlflow]``."""
+
+    tensorboard: bool = option(False, resume="free", why=_ALSO)  # event files (tensorboardX)
+    mlflow: bool = option(False, resume="free", why=_ALSO)  # one MLflow run per training run
+    filters: bool = option(True, resume="free", why="what TensorBoard is shown")  # kernels
+    tracking_uri: str | None = option(None, resume="free", why=_ALSO)  # null: env or ./mlflow.db
+    experiment: str | None = option(None, resume="free", why=_ALSO)  # null: sweep dir or parent
 
 
 class MissingExtra(ImportError):
@@ -104,8 +121,10 @@ class Logger:
     nothing here; a logger overrides what it needs, and writes nothing before
     :meth:`start`."""
 
-    def start(self, step: int) -> None:
-        """Training starts at ``step`` (above 0 when a run is resumed)."""
+    def start(self, step: int, history: Sequence[Row] | None = None) -> None:
+        """Training starts at ``step`` (above 0 when a run is resumed); ``history`` is
+        what the run's metrics.csv holds up to it (given by :func:`~jaxconv.train.fit`,
+        which reads the file once on resume)."""
 
     def log(self, rows: Sequence[Row], params: Any = None) -> None:
         """The rows of one evaluation, and the parameters then (a pytree, or None)."""
@@ -132,10 +151,10 @@ class CsvLogger(Logger):
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
 
-    def start(self, step: int) -> None:
-        self.rows = []
-        if step > 0 and self.path.exists():
-            self.rows = [r for r in read_metrics(self.path) if r["step"] <= step]
+    def start(self, step: int, history: Sequence[Row] | None = None) -> None:
+        if history is None and step > 0 and self.path.exists():  # used alone: read the file
+            history = read_metrics(self.path)
+        self.rows = [dict(r) for r in history or () if r["step"] <= step] if step > 0 else []
 
     def log(self, rows: Sequence[Row], params: Any = None) -> None:
         self.rows += [dict(r) for r in rows]
@@ -173,7 +192,7 @@ class TensorBoardLogger(Logger):
         self.filters = filters
         self.writer = None
 
-    def start(self, step: int) -> None:
+    def start(self, step: int, history: Sequence[Row] | None = None) -> None:
         self.writer = self._tbx.SummaryWriter(
             logdir=str(self.log_dir),
             purge_step=step + 1 if step > 0 else None,  # resumed: drop what came after it
@@ -291,7 +310,7 @@ class MLflowLogger(Logger):
         self.client = None
         self.run_id: str | None = None
 
-    def start(self, step: int) -> None:
+    def start(self, step: int, history: Sequence[Row] | None = None) -> None:
         import mlflow
 
         uri = self.tracking_uri or mlflow.get_tracking_uri()  # the default, resolved

@@ -16,9 +16,10 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from jaxconv._options import option
 from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
 from jaxconv.data.batching import eval_batches
-from jaxconv.report.metrics import METRICS_FIELDS, read_metrics, write_metrics  # noqa: F401  (re-exported)
+from jaxconv.run_layout import METRICS_FIELDS, RunDir, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train import parallel
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.loggers import CsvLogger, Logger
@@ -190,8 +191,7 @@ def _save(
 
 def refuse_to_overwrite(run_dir: Path) -> None:
     """A run directory that already holds checkpoints is continued, never overwritten."""
-    existing = run_dir / "checkpoints" / "last"
-    if existing.is_dir() and any(p.name.isdigit() for p in existing.iterdir()):
+    if RunDir(run_dir).has_checkpoints():
         raise FileExistsError(
             f"run directory {run_dir} already holds checkpoints: pass resume=True "
             "(trainer.resume=true) to continue it, or choose another directory"
@@ -201,6 +201,10 @@ def refuse_to_overwrite(run_dir: Path) -> None:
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
     """How :func:`fit` trains (every field is also a keyword argument of :func:`fit`).
+
+    It is also ``jaxconv-train``'s schema of the ``trainer`` group (and of ``seed`` and
+    ``data.augment_*``): each field's metadata (:func:`jaxconv._options.option`) gives
+    its config key and whether a resume may change it. A new option is one field here.
 
     Attributes:
       epochs: passes over the training set; ``max_steps`` wins when given.
@@ -222,19 +226,25 @@ class FitOptions:
         parameters, optimizer state and the loss stay float32.
     """
 
-    epochs: int = 10
-    max_steps: int | None = None
+    epochs: int = option(10, resume="extend")
+    max_steps: int | None = option(None, resume="extend")
     batch_size: int = 128
     eval_every: int | None = None
-    seed: int = 0
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 3
-    resume: bool = False
-    progress: bool = True
-    augment_shift: int = 0
-    augment_flip: bool = False
+    seed: int = option(0, key="seed")
+    checkpoint_every: int | None = option(
+        None, resume="free", why="how often checkpoints are written"
+    )
+    keep_checkpoints: int = option(3, resume="free", why="how many checkpoints are kept")
+    resume: bool = option(False, resume="free", why="how the command starts")
+    progress: bool = option(True, resume="free", why="the progress bar")
+    augment_shift: int = option(0, key="data.augment_shift")
+    augment_flip: bool = option(False, key="data.augment_flip")
     label_smoothing: float = 0.0
-    devices: int | str = "all"
+    devices: int | str = option(
+        "all",
+        resume="free",
+        why="the topology (recorded in result.json; numbers agree to rounding)",
+    )
     compute_dtype: str = "float32"
 
 
@@ -345,7 +355,7 @@ def fit(
         raise Interrupted(stop(state), None, False)
     if on_start is not None:
         on_start()
-    loggers = _started(loggers, run_dir, int(state.step))
+    loggers = _started(loggers, run_dir, int(state.step), history.rows)
     loop = _Loop(
         data,
         o,
@@ -372,15 +382,18 @@ def fit(
     return state, history
 
 
-def _started(loggers: Sequence[Logger], run_dir: Path | None, step: int) -> list[Logger]:
-    """The loggers this process feeds (none but process 0's), with metrics.csv's, started."""
+def _started(
+    loggers: Sequence[Logger], run_dir: Path | None, step: int, rows: list[dict]
+) -> list[Logger]:
+    """The loggers this process feeds (none but process 0's), with metrics.csv's, started
+    at ``step`` with the rows the run has up to it."""
     if not parallel.is_primary():
         return []
     active = list(loggers)
     if run_dir is not None and not any(isinstance(lg, CsvLogger) for lg in active):
-        active.insert(0, CsvLogger(run_dir / "metrics.csv"))
+        active.insert(0, CsvLogger(RunDir(run_dir).metrics))
     for logger in active:
-        logger.start(step)
+        logger.start(step, rows)
     return active
 
 
@@ -402,8 +415,8 @@ def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer
         return state, history
     state, extras = ckpt.restore(state)
     buffer.load(extras)
-    metrics_path = ckpt.base.parent / "metrics.csv"
-    if metrics_path.exists():
+    metrics_path = RunDir(ckpt.base.parent).metrics
+    if metrics_path.exists():  # read once: the loggers start from these rows
         history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
     best = [r["accuracy"] for r in history.split("val")]
     ckpt.best_metric = max(best) if best else -np.inf

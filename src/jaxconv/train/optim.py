@@ -2,10 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optax
+
+from jaxconv._options import keywords_for
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
+
+
+@dataclasses.dataclass
+class OptimizerOptions:
+    """The ``optimizer`` config group: :func:`make_optimizer`'s keywords, and the peak
+    learning rate its schedule reaches (``lr``, given to :func:`make_schedule`)."""
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    clip_norm: float | None = None
+    b1: float = 0.9
+    b2: float = 0.999
+
+
+@dataclasses.dataclass
+class ScheduleOptions:
+    """The ``schedule`` config group: :func:`make_schedule`'s keywords."""
+
+    name: str = "constant"
+    warmup_fraction: float = 0.05
+    final_fraction: float = 0.0
+
+
+def schedule_from(
+    options: ScheduleOptions, optimizer: OptimizerOptions, total_steps: int
+) -> optax.Schedule:
+    """:func:`make_schedule` of the two groups' options."""
+    return make_schedule(
+        lr=optimizer.lr, total_steps=total_steps, **keywords_for(make_schedule, options)
+    )
+
+
+def optimizer_from(
+    options: OptimizerOptions, schedule: optax.Schedule
+) -> optax.GradientTransformation:
+    """:func:`make_optimizer` of the group's options (every field but ``lr`` is a keyword)."""
+    return make_optimizer(schedule=schedule, **keywords_for(make_optimizer, options))
+
+
+def check_options(optimizer: OptimizerOptions, schedule: ScheduleOptions) -> None:
+    """The checks :func:`optimizer_from` and :func:`schedule_from` make, before any data."""
+    check_optimizer(**keywords_for(check_optimizer, optimizer))
+    check_schedule(lr=optimizer.lr, **keywords_for(check_schedule, schedule))
 
 
 def check_schedule(

@@ -11,6 +11,7 @@ same topology, and agrees with another topology to rounding).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zlib
 from typing import Any
@@ -19,6 +20,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jaxconv._errors import first_line
+from jaxconv._options import option
 
 #: The mesh axis the batch is split along.
 DATA = "data"
@@ -141,6 +145,24 @@ def detected_cluster() -> str | None:
     return None
 
 
+_HOW = "how the processes find each other"
+
+
+@dataclasses.dataclass
+class DistributedOptions:
+    """The ``distributed`` config group: :func:`initialize`'s keywords. null everywhere =
+    start ``jax.distributed`` only when a cluster (SLURM, Open MPI) with several tasks is
+    detected; ``initialize=false`` never."""
+
+    initialize: bool | None = option(None, resume="free", why=_HOW)
+    coordinator_address: str | None = option(None, resume="free", why=_HOW)  # host:port
+    num_processes: int | None = option(
+        None, resume="free", why="the topology (recorded in result.json)"
+    )
+    process_id: int | None = option(None, resume="free", why="which process this is")
+    timeout_seconds: int = option(300, resume="free", why="how long processes wait for each other")
+
+
 def initialize(
     *,
     initialize: bool | None = None,
@@ -174,11 +196,10 @@ def initialize(
             heartbeat_timeout_seconds=timeout_seconds,
         )
     except Exception as err:  # noqa: BLE001  (jaxlib raises its own XlaRuntimeError)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = coordinator_address or detected_cluster() or "the detected cluster"
         raise DistributedError(
             f"jax.distributed could not connect via {where} within {timeout_seconds} s "
-            f"(distributed.timeout_seconds): {first[:300]}"
+            f"(distributed.timeout_seconds): {first_line(err)}"
         ) from err
     return True
 
@@ -207,10 +228,9 @@ def _allgather(mine: np.ndarray, multihost_utils, when: str) -> np.ndarray:
     try:
         return np.asarray(multihost_utils.process_allgather(mine))
     except Exception as err:  # noqa: BLE001  (jaxlib's runtime error)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DistributedError(
             f"another process stopped or did not answer {when} (the wait is bounded by "
-            f"distributed.timeout_seconds): {first[:300]}"
+            f"distributed.timeout_seconds): {first_line(err)}"
         ) from err
 
 

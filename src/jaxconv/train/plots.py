@@ -10,10 +10,8 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from jaxconv import nn as jnn  # noqa: E402
+from jaxconv import nn as jnn
+from jaxconv._figure import subplots
 
 
 def first_conv_kernel(params) -> np.ndarray | None:
@@ -68,7 +66,7 @@ def plot_filters(params, out: Path, max_filters: int = 32) -> Path | None:
     k = kernel.mean(axis=-2)  # (*k, C_out)
     count = min(k.shape[-1], max_filters)
     rows, cols = _grid(count)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -86,7 +84,6 @@ def plot_filters(params, out: Path, max_filters: int = 32) -> Path | None:
     fig.suptitle(f"first-layer filters {tuple(kernel.shape)}")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
@@ -115,7 +112,7 @@ def plot_feature_maps(
     maps = np.asarray(found[0][0])  # (*spatial, C)
     count = min(maps.shape[-1], max_maps)
     rows, cols = _grid(count + 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.4 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(1.6 * cols, 1.4 * rows), squeeze=False)
     flat = list(axes.flat)
     src = example[..., 0]
     for ax in flat:
@@ -139,5 +136,4 @@ def plot_feature_maps(
     fig.suptitle(f"first conv layer activations, shape {tuple(maps.shape)}")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out

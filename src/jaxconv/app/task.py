@@ -1,0 +1,230 @@
+"""``jaxconv-train``'s Hydra side: the entry point, the job (a sweep job's skip or resume,
+failures into one line and an exit status) and the run-directory guard callback.
+
+Hydra stays here, at the edge: :func:`jaxconv.app.train.train` is a plain function of a
+config and a run directory; this module turns Hydra's job into a call of it. What the
+command needs process-wide (quiet library loggers, TensorStore's failed-read noise) is
+set in :func:`main` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from jaxconv.app.config import config_sha256, register
+from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
+from jaxconv.app.jax_env import BackendStart
+from jaxconv.app.record import previous_result, record_failure, record_refusal
+from jaxconv.app.rundir import RunDirRefused, check_writable
+from jaxconv.app.tracking import hydra_names
+from jaxconv.app.train import train
+from jaxconv.run_layout import FAILED, OK, RunDir
+from jaxconv.train import Diverged, Interrupted, parallel
+from jaxconv.train.checkpoint import silence_failed_reads
+
+#: What a failed job returns to the sweeper: the worst accuracy, which Optuna accepts
+#: (it refuses NaN), so a failed trial ranks last instead of stopping the search.
+FAILED_OBJECTIVE = float("-inf")
+#: Loggers whose INFO chatter (saves, TPU probing, the distributed service's addresses,
+#: MLflow's database setup) stays out of the command's output.
+NOISY_LOGGERS = (
+    "absl",
+    "orbax",
+    "jax._src.xla_bridge",
+    "jax._src.distributed",
+    "mlflow",
+    "alembic",
+)
+#: When this process started: a run directory created after it and still empty was made
+#: by Hydra for this command, and is removed again when the command is refused.
+_STARTED = time.time()
+
+
+def objective(result: dict) -> float:
+    """What a sweeper maximises: validation accuracy, or test accuracy without a val split."""
+    value = result.get("val_accuracy")
+    return float(value if value is not None else result.get("test_accuracy", float("nan")))
+
+
+def _made_by_this_command(run_dir: Path) -> bool:
+    try:
+        return (
+            run_dir.is_dir()
+            and not any(run_dir.iterdir())
+            and run_dir.stat().st_mtime >= _STARTED - 1
+        )
+    except OSError:
+        return False
+
+
+def _remove_made_dirs(run_dir: Path) -> None:
+    """Undo Hydra's mkdir of a refused run's directory (and of its new, empty parents)."""
+    stop = Path.cwd().resolve()
+    path = run_dir.resolve()
+    while path != stop and path != path.parent and _made_by_this_command(path):
+        try:
+            path.rmdir()
+        except OSError:  # another process of the same run removed it first
+            return
+        path = path.parent
+
+
+def _save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+    """What Hydra would have written in ``.hydra/``, written once the run is accepted."""
+    full = HydraConfig.instance().cfg
+    out = RunDir(run_dir).hydra
+    out.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    OmegaConf.save(full, out / "hydra.yaml")
+    OmegaConf.save(full.hydra.overrides.task, out / "overrides.yaml")
+
+
+def _log_to_file(run_dir: Path, job_name: str) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / f"{job_name}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _finished_before(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """A sweep job's earlier result when it says ok for the same config (skip the job)."""
+    previous = previous_result(run_dir)
+    if previous and previous.get("status") == OK:
+        if previous.get("config_sha256") == config_sha256(cfg):
+            return previous
+    return None
+
+
+def _task(cfg: DictConfig, backend: BackendStart) -> float:
+    """One Hydra job: skip a sweep job that finished, resume one that did not, train."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    made_here = _made_by_this_command(run_dir)
+    handlers: list[logging.Handler] = []
+
+    def on_accept(directory: Path) -> None:
+        _save_hydra_files(directory, cfg)
+        handlers.append(_log_to_file(directory, hydra_cfg.job.name))
+        RunDir(directory).refusal.unlink(missing_ok=True)
+
+    if multirun:
+        finished = _finished_before(run_dir, cfg)
+        if finished is not None:
+            RunDir(run_dir).refusal.unlink(missing_ok=True)
+            print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
+            return objective(finished)
+        if previous_result(run_dir) is not None:  # failed or interrupted: continue it, if
+            cfg.trainer.resume = True  # it is the same experiment
+    try:
+        names = hydra_names(hydra_cfg, multirun)
+        result = train(cfg, run_dir, overrides, on_accept=on_accept, names=names, backend=backend)
+        return objective(result)
+    except BaseException as err:
+        job = _Job(cfg, run_dir, overrides, multirun, bool(handlers), made_here)
+        return job.failed(err, hydra_cfg.job.get("num"))
+    finally:
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _say(message: str) -> None:
+    print(f"jaxconv-train: {message}", file=sys.stderr, flush=True)
+
+
+class _Job:
+    """A job that did not finish, as the command reports it."""
+
+    def __init__(self, cfg, run_dir, overrides, multirun, accepted, made_here):
+        self.cfg, self.run_dir, self.overrides = cfg, run_dir, overrides
+        self.multirun, self.accepted, self.made_here = multirun, accepted, made_here
+
+    def failed(self, err: BaseException, job: int | None) -> float:
+        """One line for what the user can fix, the exit status for a single run, the worst
+        objective for a sweep (which goes on); a signal stops the sweep too."""
+        if isinstance(err, (Interrupted, KeyboardInterrupt)):
+            _say(str(err) if isinstance(err, Interrupted) else "interrupted")
+            sys.exit(err.exit_status if isinstance(err, Interrupted) else 130)
+        if not self.accepted:
+            self._records_of_refused(err)
+        if self.multirun:
+            _say(f"job {job} failed: {type(err).__name__}: {err}")
+            return FAILED_OBJECTIVE
+        if not isinstance(err, (*ONE_LINE_ERRORS, Diverged)):
+            raise err
+        _say(f"error: {err}")
+        sys.exit(1 if isinstance(err, Diverged) else 2)
+
+    def _records_of_refused(self, err: BaseException) -> None:
+        """A refused sweep job's record (process 0 alone writes it); a refused single run
+        leaves nothing, not even the directory Hydra made for it."""
+        if not self.multirun:
+            if self.made_here:
+                _remove_made_dirs(self.run_dir)
+            return
+        if not parallel.is_primary():
+            return
+        previous = previous_result(self.run_dir)
+        same_failure = previous and previous.get("status") == FAILED
+        try:
+            if not RunDir(self.run_dir).result.exists():  # a new job: its result says why
+                record_failure(self.run_dir, self.cfg, self.overrides, err)
+            elif not (same_failure and isinstance(err, ConfigError)):
+                record_refusal(self.run_dir, self.overrides, err)
+        except OSError:  # a directory we may not write to: the one line is all there is
+            pass
+
+
+class RunDirGuard(Callback):
+    """Hydra callback: refuse a run directory that is a file or cannot be created, in one
+    line, before Hydra's own ``mkdir`` fails with a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        try:
+            path = Path(OmegaConf.select(config, key))
+        except OmegaConfBaseException:  # names only Hydra's runtime can resolve (the default
+            return  # dir names the model): checked again in the job
+        try:
+            check_writable(path)
+        except RunDirRefused as err:
+            _say(f"error: {err}")
+            sys.exit(2)
+
+
+def main() -> None:
+    """Console entry point (``jaxconv-train``, ``python -m jaxconv``): the process-wide
+    settings the command needs, then Hydra's command line."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    silence_failed_reads()
+    register()
+    backend = BackendStart()  # one per process: what its XLA backend started with
+
+    def jaxconv_train(cfg: DictConfig) -> float:
+        return _task(cfg, backend)
+
+    hydra.main(version_base="1.3", config_path="../conf", config_name="config")(jaxconv_train)()
+
+
+if __name__ == "__main__":
+    main()
