@@ -206,14 +206,17 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
         ax.set_title(name)
     for ax in axes.flat:
         ax.axis("off")
-    numbers = {
+    return {
         "steps": steps,
         "test_accuracy": round(accuracy, 3),
         "filters_shape": list(filters.shape),
         "figure": _save(fig, out / "tutorial_learned_filters.png"),
+        **_learned_1d(out, steps),
     }
 
-    # The same in 1-D: the MNIST-1D paper's CNN (kernels of 5 taps, stride 2)
+
+def _learned_1d(out: Path, steps: int) -> dict[str, Any]:
+    """Step 4 in 1-D: the MNIST-1D paper's CNN (kernels of 5 taps, stride 2)."""
     from jaxconv.data.datasets import mnist1d
     from jaxconv.models.cnn import MNIST1DCNN
 
@@ -234,13 +237,12 @@ def step4_learned(out: Path, steps: int = 300) -> dict[str, Any]:
         axes[1, c].plot(np.maximum(maps1[:, c], 0), color="#d62728")
     axes[1, 0].plot(signal[0, :, 0] / np.abs(signal).max(), color="#7f7f7f")
     axes[1, 0].set_title(f"signal (class {t_te[0]}), grey")
-    numbers.update(
+    return dict(
         mnist1d_steps=3 * steps,
         mnist1d_test_accuracy=round(accuracy1, 3),
         mnist1d_filters_shape=list(taps.shape),
         mnist1d_figure=_save(fig, out / "tutorial_learned_filters_1d.png"),
     )
-    return numbers
 
 
 def step5_pool_activate(out: Path, image: np.ndarray) -> dict[str, Any]:

@@ -67,8 +67,7 @@ def train(
     validate(cfg)
     # jax.distributed installs its own SIGTERM handler (a preemption notice): start it
     # before ours, which must be the one that sees SIGTERM
-    distributed = group_options(cfg, DistributedOptions, "distributed")
-    parallel.initialize(**dataclasses.asdict(distributed))
+    parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
     backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
     with stop_on_signals() as stop:
         prepared = _checked_by_all(cfg, run_dir)
@@ -80,8 +79,7 @@ def train(
             accepted.append(True)
             if record.primary:  # process 0 writes the run's files; the others only train
                 record.accept(cfg, backend)
-                if on_accept is not None:
-                    on_accept(run_dir)
+                _ = on_accept(run_dir) if on_accept is not None else None
                 print(prepared.dataset.summary(), flush=True)
 
         try:
@@ -98,10 +96,16 @@ def train(
     result = record.finish(**values)
     tracking.finish_all(loggers, result["status"], run_dir)
     if record.primary:
-        print(f"test accuracy {100 * result['test_accuracy']:.2f}% (loss "
-              f"{result['test_loss']:.4f}) after {result['steps']} steps in "
-              f"{result['wall_seconds']:.1f} s; run directory: {run_dir}", flush=True)  # fmt: skip
+        print(_outcome(result, run_dir), flush=True)
     return result
+
+
+def _outcome(result: dict, run_dir: Path) -> str:
+    return (
+        f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) "
+        f"after {result['steps']} steps in {result['wall_seconds']:.1f} s; "
+        f"run directory: {run_dir}"
+    )
 
 
 def _loggers(cfg: DictConfig, run_dir: Path, prepared: Prepared, names) -> list:

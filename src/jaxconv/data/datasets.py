@@ -233,8 +233,6 @@ def load_dataset(
     >>> d = load_dataset("digits", val_fraction=0.1)
     >>> d.input_shape, len(d.x_test), d.num_classes
     ((8, 8, 1), 360, 10)
-
-    (Over 60 lines for its argument documentation; the body is a dispatch by name.)
     """
     check_dataset_args(name, val_fraction, limit_train)
     if name in ("mnist", "fashion_mnist", "cifar10") and options:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
@@ -206,83 +206,92 @@ def conv(
     >>> conv(x, k, padding="SAME", padding_mode="circular")[0, :, 0].tolist()
     [8.0, 6.0, 9.0, 12.0, 10.0]
 
-    (Over 60 lines for its argument documentation; the body is the five steps of the
-    module docstring.)
     """
+    c = _canonical_conv(x, kernel, stride, padding, dilation, input_dilation, groups,
+                        padding_mode, layout)  # fmt: skip
+    return restore(_run_conv(c, check_backend(backend), precision), layout)
+
+
+class _Canonical(NamedTuple):
+    """A convolution after validation, in channels-last with zero pads only."""
+
+    x: jnp.ndarray
+    kernel: jnp.ndarray
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    input_dilation: tuple[int, ...]
+    groups: int
+    pads: V.Pads
+
+
+def _canonical_conv(
+    x, kernel, stride, padding, dilation, input_dilation, groups, padding_mode, layout
+) -> _Canonical:
+    """Steps 1-3 of :func:`conv`: validate, canonicalise, apply the padding modes."""
     x, kernel, n = operands(x, kernel, layout, x_name="x")
     strides = V.ntuple(stride, n, "stride")
     dil = V.ntuple(dilation, n, "dilation")
     idil = V.ntuple(input_dilation, n, "input_dilation")
     groups = check_groups(groups, x.shape[-1], kernel.shape[-2], kernel.shape[-1], "x")
     modes = V.padding_modes(padding_mode, n)
-    backend = check_backend(backend)
-    ksize = kernel.shape[:n]
-    eff = V.effective_kernel(ksize, dil)
+    eff = V.effective_kernel(kernel.shape[:n], dil)
     in_sizes = V.dilated_sizes(x.shape[1:-1], idil)
     pads = V.resolve_padding(padding, in_sizes, eff, strides)
     check_mode_widths(in_sizes, pads, modes)
     check_fits([s + lo + hi for s, (lo, hi) in zip(in_sizes, pads)], eff)
-
     if any(m != "zeros" for m in modes) and any(d > 1 for d in idil):
         x = pad_and_dilate(x, ((0, 0),) * n, idil)
         idil = (1,) * n
     x, pads = apply_modes(x, pads, modes)
-    problem = ConvProblem(
-        ksize,
-        kernel.shape[-2],
-        kernel.shape[-1],
-        groups,
-        strides,
-        dil,
-        idil,
-        x.shape[0],
-        x.shape[1:-1],
-        x.dtype,
-        platform_of(x, kernel),
-    )
+    return _Canonical(x, kernel, strides, dil, idil, groups, pads)
+
+
+def _problem(c: _Canonical) -> ConvProblem:
+    n = len(c.strides)
+    x, kernel = c.x, c.kernel
+    return ConvProblem(kernel.shape[:n], kernel.shape[-2], kernel.shape[-1], c.groups,
+                       c.strides, c.dilation, c.input_dilation, x.shape[0], x.shape[1:-1],
+                       x.dtype, platform_of(x, kernel))  # fmt: skip
+
+
+def _run_conv(c: _Canonical, backend: str, precision) -> jnp.ndarray:
+    """Step 4 of :func:`conv`: the core call, or under ``auto`` the form the policy picks
+    (group by group, space to depth, or one core call on its backend)."""
+    problem = _problem(c)
     if backend == "auto" and split_groups(problem):
-        # One ungrouped convolution per group (each with auto's own choice), concatenated:
-        # XLA's CPU grouped convolution is far slower than the groups' dense ones.
-        cin_g, cout_g = kernel.shape[-2], kernel.shape[-1] // groups
-        parts = [
-            conv(
-                x[..., g * cin_g : (g + 1) * cin_g],
-                kernel[..., g * cout_g : (g + 1) * cout_g],
-                stride=strides,
-                padding=pads,
-                dilation=dil,
-                input_dilation=idil,
-                backend="auto",
-                precision=precision,
-            )
-            for g in range(groups)
-        ]
-        return restore(jnp.concatenate(parts, axis=-1), layout)
-    if backend == "auto" and space_to_depth(problem) and 0 not in x.shape:
+        return _by_groups(c, precision)
+    if backend == "auto" and space_to_depth(problem) and 0 not in c.x.shape:
         # Blocks of `stride` samples become channels: one stride-1 convolution, whose
         # gradients are stride-1 ones (jaxconv.ops.phases.strided_conv).
-        core = _stride_one_core(
-            "auto",
-            groups=1,
-            platform=problem.platform,
-            phase_count=math.prod(strides),
-            transposed=False,
-            precision=precision,
-        )
-        y = phases.strided_conv(x, kernel, strides=strides, pads=pads, core=core)
-        return restore(y, layout)
+        core = _stride_one_core("auto", groups=1, platform=problem.platform,
+                                phase_count=math.prod(c.strides), transposed=False,
+                                precision=precision)  # fmt: skip
+        return phases.strided_conv(c.x, c.kernel, strides=c.strides, pads=c.pads, core=core)
     name = select(problem) if backend == "auto" else backend
-    y = BACKENDS[_nonempty_or_lax(name, x, kernel)](
-        x,
-        kernel,
-        strides=strides,
-        dilation=dil,
-        input_dilation=idil,
-        groups=groups,
-        pads=pads,
-        precision=precision,
-    )
-    return restore(y, layout)
+    return BACKENDS[_nonempty_or_lax(name, c.x, c.kernel)](
+        c.x, c.kernel, strides=c.strides, dilation=c.dilation,
+        input_dilation=c.input_dilation, groups=c.groups, pads=c.pads, precision=precision,
+    )  # fmt: skip
+
+
+def _by_groups(c: _Canonical, precision) -> jnp.ndarray:
+    """One ungrouped convolution per group (each with auto's own choice), concatenated:
+    XLA's CPU grouped convolution is far slower than the groups' dense ones."""
+    cin_g, cout_g = c.kernel.shape[-2], c.kernel.shape[-1] // c.groups
+    parts = [
+        conv(
+            c.x[..., g * cin_g : (g + 1) * cin_g],
+            c.kernel[..., g * cout_g : (g + 1) * cout_g],
+            stride=c.strides,
+            padding=c.pads,
+            dilation=c.dilation,
+            input_dilation=c.input_dilation,
+            backend="auto",
+            precision=precision,
+        )  # fmt: skip
+        for g in range(c.groups)
+    ]
+    return jnp.concatenate(parts, axis=-1)
 
 
 def conv_transpose(
@@ -324,13 +333,53 @@ def conv_transpose(
     >>> conv_transpose(y, jnp.ones((3, 1, 1)), stride=2)[0, :, 0].tolist()
     [1.0, 1.0, 3.0, 2.0, 2.0]
 
-    (Over 60 lines for its argument documentation; the body validates, then runs the
-    adjoint as a forward core call.)
     """
     y, kernel, n = operands(y, kernel, layout, x_name="y", transpose=True)
-    strides = V.ntuple(stride, n, "stride")
-    dil = V.ntuple(dilation, n, "dilation")
-    cin, cout_g = kernel.shape[-2], kernel.shape[-1]
+    strides, dil = V.ntuple(stride, n, "stride"), V.ntuple(dilation, n, "dilation")
+    groups = _transpose_groups(y, kernel, groups)
+    core_pads = _transpose_pads(padding, output_padding, y.shape[1:-1], kernel.shape[:n],
+                                strides, dil)  # fmt: skip
+    backend = check_backend(backend)
+    direct = _transpose_problem(y, kernel, groups, strides, dil)
+    by_phases = subpixel(direct) if backend == "auto" else backend != "lax"
+    if by_phases and phases.applies(strides, dil) and 0 not in (*y.shape, *kernel.shape):
+        x = _transpose_by_phases(y, kernel, direct, backend, padding, output_padding, precision)
+        return restore(x, layout)
+    name = select(direct) if backend == "auto" else backend
+    k = _adjoint_kernel(kernel, groups)
+    x = BACKENDS[_nonempty_or_lax(name, y, k)](
+        y, k, strides=(1,) * n, dilation=dil, input_dilation=strides, groups=groups,
+        pads=core_pads, precision=precision,
+    )  # fmt: skip
+    return restore(x, layout)
+
+
+def _transpose_by_phases(y, kernel, direct: ConvProblem, backend, padding, output_padding,
+                         precision) -> jnp.ndarray:  # fmt: skip
+    """Every backend but lax (XLA's own transposed convolution, cuDNN's on GPU) runs a
+    strided transposed convolution as one stride-1 convolution of the undilated input
+    (:mod:`jaxconv.ops.phases`); ``auto`` does so where the policy says and picks the
+    backend for that convolution."""
+    n, strides = y.ndim - 2, direct.input_dilation
+    core = _stride_one_core(backend, groups=direct.groups, platform=direct.platform,
+                            phase_count=math.prod(strides), transposed=True,
+                            precision=precision)  # fmt: skip
+    return phases.conv_transpose(y, kernel, strides=strides, dilation=direct.dilation,
+        pads=V.explicit_pads(padding, n),
+        output_padding=V.ntuple(output_padding, n, "output_padding", minimum=0),
+        groups=direct.groups, core=core)  # fmt: skip
+
+
+def _transpose_problem(y, kernel, groups: int, strides, dil) -> ConvProblem:
+    """A transposed convolution as the policy sees it: its input-dilated forward."""
+    n, cin, cout_g = y.ndim - 2, kernel.shape[-2], kernel.shape[-1]
+    return ConvProblem(kernel.shape[:n], cin // groups, groups * cout_g, groups, (1,) * n,
+                       dil, strides, y.shape[0], y.shape[1:-1], y.dtype,
+                       platform_of(y, kernel), transposed=True)  # fmt: skip
+
+
+def _transpose_groups(y: jnp.ndarray, kernel: jnp.ndarray, groups: Any) -> int:
+    cin = kernel.shape[-2]
     if cin != y.shape[-1]:
         raise ValueError(
             f"`kernel` has {cin} input channels but `y` has {y.shape[-1]}: a transposed "
@@ -339,68 +388,15 @@ def conv_transpose(
     groups = check_int_groups(groups)
     if cin % groups:
         raise ValueError(f"`groups` (={groups}) must divide in_channels (={cin})")
-    backend = check_backend(backend)
-    ksize = kernel.shape[:n]
-    core_pads = _transpose_pads(padding, output_padding, y.shape[1:-1], ksize, strides, dil)
-    platform = platform_of(y, kernel)
-    ones = (1,) * n
-    direct = ConvProblem(
-        ksize,
-        cin // groups,
-        groups * cout_g,
-        groups,
-        ones,
-        dil,
-        strides,
-        y.shape[0],
-        y.shape[1:-1],
-        y.dtype,
-        platform,
-        transposed=True,
-    )
-    if (
-        (subpixel(direct) if backend == "auto" else backend != "lax")
-        and phases.applies(strides, dil)
-        and 0 not in y.shape
-        and 0 not in kernel.shape
-    ):
-        # Every backend but lax (XLA's own transposed convolution, cuDNN's on GPU) runs
-        # a strided transposed convolution as one stride-1 convolution of the undilated
-        # input (jaxconv.ops.phases); `auto` does so where the policy says and picks the
-        # backend for that convolution.
-        core = _stride_one_core(
-            backend,
-            groups=groups,
-            platform=platform,
-            phase_count=math.prod(strides),
-            transposed=True,
-            precision=precision,
-        )
-        x = phases.conv_transpose(
-            y,
-            kernel,
-            strides=strides,
-            dilation=dil,
-            pads=V.explicit_pads(padding, n),
-            output_padding=V.ntuple(output_padding, n, "output_padding", minimum=0),
-            groups=groups,
-            core=core,
-        )
-        return restore(x, layout)
-    # The adjoint as a forward conv: flip the taps, swap in/out channels per group,
-    # dilate the input by the stride, and pad the effective kernel minus `padding`.
+    return groups
+
+
+def _adjoint_kernel(kernel: jnp.ndarray, groups: int) -> jnp.ndarray:
+    """The adjoint as a forward conv's kernel: the taps flipped and in/out channels
+    swapped per group (the input is then dilated by the stride, padded by the effective
+    kernel minus ``padding``)."""
+    n = kernel.ndim - 2
+    ksize, cin, cout_g = kernel.shape[:n], kernel.shape[-2], kernel.shape[-1]
     k = jnp.flip(kernel, axis=tuple(range(n)))
     k = k.reshape(*ksize, groups, cin // groups, cout_g)
-    k = jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
-    name = select(direct) if backend == "auto" else backend
-    x = BACKENDS[_nonempty_or_lax(name, y, k)](
-        y,
-        k,
-        strides=ones,
-        dilation=dil,
-        input_dilation=strides,
-        groups=groups,
-        pads=core_pads,
-        precision=precision,
-    )
-    return restore(x, layout)
+    return jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)

@@ -299,52 +299,32 @@ def fit(
     """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
 
     Data order is a pure function of ``(seed, epoch)`` and augmentation of ``(seed,
-    step)``, so a resumed run sees the same batches as an uninterrupted one.
-
-    Each batch is split over ``devices`` (every local device by default) and the result
-    is that of one device on the whole batch. With ``jax.distributed`` started (see
-    :func:`jaxconv.train.parallel.initialize`), every process calls ``fit`` with the
-    same arguments and data; each loads its rows of every batch, process 0 alone writes
-    ``metrics.csv``, and checkpoints are saved collectively.
+    step)``, so a resumed run sees the same batches as an uninterrupted one. Each batch is
+    split over ``devices`` and the result is that of one device on the whole batch; under
+    ``jax.distributed`` every process calls ``fit`` alike and loads its rows of each batch.
 
     Args:
       model: a flax Module called as ``model(x, train=...)``.
-      data: a :class:`jaxconv.data.Dataset`.
-      optimizer: an Optax transformation (see :func:`jaxconv.train.make_optimizer`).
-      options: a :class:`FitOptions`; its fields may also be given as keywords
-        (``fit(model, data, opt, max_steps=100, batch_size=64)``), which win.
+      data: a :class:`jaxconv.data.Dataset`; optimizer: an Optax transformation.
+      options: a :class:`FitOptions`; its fields may also be given as keywords, which win
+        (``fit(model, data, opt, max_steps=100, batch_size=64)``).
       run_dir: where ``metrics.csv`` and ``checkpoints/`` go (nothing written if None).
       should_stop: polled between steps; when it returns a signal number, the state is
-        checkpointed (with ``run_dir``) and :class:`~jaxconv.train.Interrupted` raised
-        (see :func:`~jaxconv.train.stop_on_signals`).
-      on_start: called once the state is ready (restored on resume) and before the
-        first step: a caller that writes files of its own waits for it, so a resume
-        refused by its checkpoints writes nothing.
-      loggers: :class:`~jaxconv.train.loggers.Logger` s (TensorBoard, MLflow) started
-        after ``on_start`` and fed every evaluation's rows, on process 0 only; with
-        ``run_dir``, a :class:`~jaxconv.train.loggers.CsvLogger` of
-        ``run_dir/metrics.csv`` is added unless one is given. The caller finishes them.
+        checkpointed and :class:`~jaxconv.train.Interrupted` raised.
+      on_start: called once the state is ready (restored on resume), before the first
+        step: a caller that writes files of its own waits for it.
+      loggers: :class:`~jaxconv.train.loggers.Logger` s started after ``on_start`` and fed
+        every evaluation's rows on process 0 (a metrics.csv one is added with
+        ``run_dir``); the caller finishes them.
 
     Returns:
       The final state and the :class:`History` of evaluations.
 
     Raises:
-      Diverged: a training loss or a parameter became NaN or infinite. Nothing
-        non-finite is ever checkpointed, so the last checkpoint is the last finite state.
-
-    (Over 60 lines for its documentation; the body is restore, then :class:`_Loop`.)
+      Diverged: a loss or a parameter became NaN or infinite (never checkpointed).
     """
     o = dataclasses.replace(options or FitOptions(), **option_values)
-    check_fit_options(o)
-    total = total_steps(len(data.x_train), o)
-    if total < 1:
-        raise ValueError(
-            f"training must take at least one step (epochs={o.epochs}, max_steps={o.max_steps})"
-        )
-    if run_dir is not None and not o.resume:
-        refuse_to_overwrite(Path(run_dir))
-    mesh = parallel.data_mesh(o.devices)
-    parallel.check_batch(min(o.batch_size, len(data.x_train)), mesh)
+    total, mesh = _checked(data, o, run_dir)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
     buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
@@ -356,30 +336,25 @@ def fit(
     if on_start is not None:
         on_start()
     loggers = _started(loggers, run_dir, int(state.step), history.rows)
-    loop = _Loop(
-        data,
-        o,
-        total,
-        buffer,
-        ckpt,
-        history,
-        run_dir,
-        make_train_step(o.label_smoothing, mesh),
-        int(state.step),
-        mesh,
-        loggers,
-    )
-    try:
-        for step in range(int(state.step), total):
-            if stop(state):
-                _stop(stop(state), state, buffer, ckpt)
-            state = loop.step(state, step)
-        buffer.check_finite(ckpt.latest_step() if ckpt else None)
-    finally:
-        loop.bar.close()
-        if ckpt is not None:
-            ckpt.close()
-    return state, history
+    step = make_train_step(o.label_smoothing, mesh)
+    loop = _Loop(data, o, total, buffer, ckpt, history, run_dir, step, int(state.step), mesh,
+                 loggers)  # fmt: skip
+    return loop.run(state, stop), history
+
+
+def _checked(data: Dataset, o: FitOptions, run_dir) -> tuple[int, Any]:
+    """The checks :func:`fit` makes before it builds anything: the total steps and the mesh."""
+    check_fit_options(o)
+    total = total_steps(len(data.x_train), o)
+    if total < 1:
+        raise ValueError(
+            f"training must take at least one step (epochs={o.epochs}, max_steps={o.max_steps})"
+        )
+    if run_dir is not None and not o.resume:
+        refuse_to_overwrite(Path(run_dir))
+    mesh = parallel.data_mesh(o.devices)
+    parallel.check_batch(min(o.batch_size, len(data.x_train)), mesh)
+    return total, mesh
 
 
 def _started(
@@ -445,6 +420,20 @@ class _Loop:
             desc=data.name,
         )
         self.clock = time.perf_counter()
+
+    def run(self, state: TrainState, stop: Callable[[Any], int | None]) -> TrainState:
+        """Every step from the state's to the last; stop (checkpointed) when asked."""
+        try:
+            for step in range(int(state.step), self.total):
+                if stop(state):
+                    _stop(stop(state), state, self.buffer, self.ckpt)
+                state = self.step(state, step)
+            self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
+        finally:
+            self.bar.close()
+            if self.ckpt is not None:
+                self.ckpt.close()
+        return state
 
     def step(self, state: TrainState, step: int) -> TrainState:
         o, n = self.o, len(self.data.x_train)

@@ -85,7 +85,6 @@ def conv(
     n = x.ndim - 2
     kernel_size = kernel.shape[:n]
     cin_g, cout = kernel.shape[-2], kernel.shape[-1]
-    cout_g = cout // groups
     if toeplitz_applies(kernel.shape, strides, dilation, input_dilation, groups):
         return window_toeplitz._signal_conv(x, kernel, tuple(pads[0]), precision)
     if groups == 1 and all(k == 1 for k in kernel_size):
@@ -101,19 +100,22 @@ def conv(
         )
     x = pad_and_dilate(x, pads, input_dilation)
     slices, out = tap_slices(x, kernel_size, strides, dilation)
-    batch = x.shape[0]
-    w = kernel.reshape(len(slices), cin_g, groups, cout_g)
-    acc = None
+    w = kernel.reshape(len(slices), cin_g, groups, cout // groups)
     if cin_g == 1 and (groups > 1 or cout == 1):
         # Shift and add streams the input once per tap. A single-channel input with
         # several outputs (a grayscale first layer) takes im2col below instead: its kernel
         # gradient is then one matrix product, not a multiply-and-reduce per tap, whose
         # broadcast input XLA:CPU materialises.
-        for part, wm in zip(slices, w):
-            term = part[..., :, None] * wm[0]  # (N, *out, G, 1) * (G, cout_g)
-            acc = term if acc is None else acc + term
-        return acc.reshape(batch, *out, cout)
-    step = max(1, CHUNK_CONTRACTION // cin_g)
+        acc = sum(part[..., :, None] * wm[0] for part, wm in zip(slices, w))
+        return acc.reshape(x.shape[0], *out, cout)  # (N, *out, G, 1) * (G, cout_g) summed
+    return _im2col(slices, w, (x.shape[0], *out, cout), precision)
+
+
+def _im2col(slices: list, w: jnp.ndarray, out_shape: tuple, precision) -> jnp.ndarray:
+    """``sum_m slice_m @ K[m]`` over chunks of taps: each chunk's taps and channels are
+    contracted at once in one matrix product, and the chunks' products accumulated."""
+    cin_g, groups, cout = w.shape[1], w.shape[2], out_shape[-1]
+    step, acc = max(1, CHUNK_CONTRACTION // cin_g), None
     for first in range(0, len(slices), step):
         cols = jnp.stack(slices[first : first + step], axis=-2)  # (N, *out, t, C)
         t = cols.shape[-2]
@@ -125,6 +127,6 @@ def conv(
         else:
             cols = cols.reshape(*cols.shape[:-1], groups, cin_g)
             term = jnp.einsum("...tgc,tcgo->...go", cols, wc, precision=precision)
-        term = term.reshape(batch, *out, cout)
+        term = term.reshape(out_shape)
         acc = term if acc is None else acc + term
     return acc

@@ -117,55 +117,17 @@ def _im2col_conv(x, kernel, pads, dilation, precision):
 
 def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
     """The gradients of a stride-1 convolution named in ``wanted`` ("x", "kernel"), as a
-    tuple in that order, from the output cotangent ``ct``, in one pass over batch chunks.
-
-    - ``dK = P^T @ dY``: the patches are built transposed, ``(taps * C, positions)``, so
-      each chunk's product is a plain ``(taps * C, rows) @ (rows, O)``; the chunks'
-      products are summed. The padded input is made channels-second ``(N, C, *spatial)``
-      once, so a chunk's channels-first copy and its tap slices move contiguous rows
-      (slicing channels-last ``x`` directly was ~10-20% slower per layer).
-    - ``dX`` ("col2im"): the patch cotangent ``dP = dY @ K^T`` (positions, taps, C); tap
-      ``m``'s slab of it lands on the input at offset ``m * d``, so ``dX`` of the padded
-      input is the sum of the slabs, each zero-padded into place (one fused loop), then
-      cropped by the forward padding.
-
-    (Over 60 lines: the two maps are closures over one chunk loop's operands.)
-    """
+    tuple in that order, from the output cotangent ``ct``, in one pass over batch chunks
+    (:func:`_input_gradient` and :func:`_kernel_gradient` of each chunk)."""
     n = x.ndim - 2
     ones = (1,) * n
-    kernel_size = kernel.shape[:n]
-    taps, cin, cout = math.prod(kernel_size), kernel.shape[-2], kernel.shape[-1]
-    k2t = kernel.reshape(taps * cin, cout).T
-    crop = [(0, 0, 0), *((-lo, -hi, 0) for lo, hi in pads), (0, 0, 0)]
-    zero = jnp.zeros((), ct.dtype)
-
-    def input_gradient(cc):
-        dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision).reshape(
-            *cc.shape[:-1], taps, cin
-        )
-        acc = None
-        for m, tap in enumerate(itertools.product(*(range(k) for k in kernel_size))):
-            config = [
-                (0, 0, 0),
-                *((t * d, (k - 1 - t) * d, 0) for t, k, d in zip(tap, kernel_size, dilation)),
-                (0, 0, 0),
-            ]
-            slab = lax.pad(dp[..., m, :], zero, config)
-            acc = slab if acc is None else acc + slab
-        return lax.pad(acc, zero, crop)
-
-    def kernel_gradient(xc, cc):
-        slices, _ = tap_slices(
-            xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2
-        )  # (C, batch, *out)
-        pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]
-        return jnp.dot(pt.reshape(pt.shape[0], -1), cc.reshape(-1, cout), precision=precision)[None]
+    dx = functools.partial(_input_gradient, kernel=kernel, pads=pads, dilation=dilation,
+                           precision=precision)  # fmt: skip
+    dk = functools.partial(_kernel_gradient, kernel_size=kernel.shape[:n], dilation=dilation,
+                           precision=precision)  # fmt: skip
 
     def body(chunk):  # (ct chunk,) or (ct chunk, x chunk)
-        cc = chunk[0]
-        return tuple(
-            input_gradient(cc) if w == "x" else kernel_gradient(chunk[1], cc) for w in wanted
-        )
+        return tuple(dx(chunk[0]) if w == "x" else dk(chunk[1], chunk[0]) for w in wanted)
 
     operands = (ct,)
     if "kernel" in wanted:
@@ -182,6 +144,44 @@ def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
     return tuple(
         g if w == "x" else sum_leading(g).reshape(kernel.shape) for w, g in zip(wanted, grads)
     )
+
+
+def _input_gradient(cc, *, kernel, pads, dilation, precision):
+    """``dX`` of one chunk ("col2im"): the patch cotangent ``dP = dY @ K^T`` (positions,
+    taps, C); tap ``m``'s slab of it lands on the input at offset ``m * d``, so ``dX`` of
+    the padded input is the sum of the slabs, each zero-padded into place (one fused
+    loop), then cropped by the forward padding."""
+    n = kernel.ndim - 2
+    kernel_size = kernel.shape[:n]
+    taps, cin, cout = math.prod(kernel_size), kernel.shape[-2], kernel.shape[-1]
+    k2t = kernel.reshape(taps * cin, cout).T
+    zero = jnp.zeros((), cc.dtype)
+    dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision)
+    dp = dp.reshape(*cc.shape[:-1], taps, cin)
+    acc = None
+    for m, tap in enumerate(itertools.product(*(range(k) for k in kernel_size))):
+        config = [
+            (0, 0, 0),
+            *((t * d, (k - 1 - t) * d, 0) for t, k, d in zip(tap, kernel_size, dilation)),
+            (0, 0, 0),
+        ]
+        slab = lax.pad(dp[..., m, :], zero, config)
+        acc = slab if acc is None else acc + slab
+    crop = [(0, 0, 0), *((-lo, -hi, 0) for lo, hi in pads), (0, 0, 0)]
+    return lax.pad(acc, zero, crop)
+
+
+def _kernel_gradient(xc, cc, *, kernel_size, dilation, precision):
+    """``dK = P^T @ dY`` of one chunk: the patches are built transposed, ``(taps * C,
+    positions)``, so the product is a plain ``(taps * C, rows) @ (rows, O)`` (the chunks'
+    products are summed by the caller). ``xc`` is channels-second ``(N, C, *padded)``, so
+    its tap slices move contiguous rows (slicing channels-last ``x`` directly was ~10-20%
+    slower per layer)."""
+    ones = (1,) * len(kernel_size)
+    slices, _ = tap_slices(xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2)
+    pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]  # (C.., batch, *out)
+    cout = cc.shape[-1]
+    return jnp.dot(pt.reshape(pt.shape[0], -1), cc.reshape(-1, cout), precision=precision)[None]
 
 
 def sum_leading(a):
