@@ -1,4 +1,4 @@
-"""Item 7: restore errors are classified and reported in one line each; checkpoints
+"""Restore errors are classified and reported in one line each; checkpoints
 that cannot be used are kept; TensorStore's dumps during a fallback are not printed."""
 
 import shutil

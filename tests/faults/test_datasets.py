@@ -1,4 +1,4 @@
-"""Items 4 and 8 (data files): a malformed dataset never trains; each problem is one
+"""Data files: a malformed dataset never trains; each problem is one
 line naming the file, from Python (DataError) and from the command line (exit 2)."""
 
 import gzip

@@ -1,4 +1,4 @@
-"""Item 3: divergence is never reported as success; every float hyperparameter is
+"""Divergence is never reported as success; every float hyperparameter is
 checked for finiteness and range before anything runs."""
 
 import jax

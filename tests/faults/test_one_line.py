@@ -1,4 +1,4 @@
-"""Item 8: bad values on the command line are one line naming the key, exit status 2,
+"""Bad values on the command line are one line naming the key, exit status 2,
 no traceback, nothing on disk (the data-file and run-dir cases live beside their items)."""
 
 import pytest

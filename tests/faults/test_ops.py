@@ -1,4 +1,4 @@
-"""Items 9 and 10: empty batches and zero channels on every backend; what each backend
+"""Empty batches and zero channels on every backend; what each backend
 does with a NaN or infinity in its input (documented in the backends' docstrings)."""
 
 import jax

@@ -1,4 +1,4 @@
-"""Items 1, 5 and the run-dir cases of 8: a run directory belongs to one experiment.
+"""A run directory belongs to one experiment.
 
 A resume under a changed config, a rerun without resume into a used directory, a bad
 value aimed at a used or a new directory: each is refused in one line with exit status 2
@@ -29,7 +29,7 @@ from .conftest import TINY, cli, error_lines, result, snapshot
             ["trainer.max_steps=5", "trainer.resume=true"],
             "trainer.max_steps: 10 -> 5 (resume may only extend it)",
         ),
-        (["seed=1"], "already holds checkpoints: pass resume=True"),  # item 5: no resume
+        (["seed=1"], "already holds checkpoints: pass resume=True"),  # no resume
         (["optimizer.lr=-1", "trainer.resume=true"], "optimizer.lr (=-1.0) must be > 0"),
     ],
 )

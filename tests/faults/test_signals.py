@@ -1,4 +1,4 @@
-"""Item 6: SIGINT and SIGTERM end a run as "interrupted" with a checkpoint of the step
+"""SIGINT and SIGTERM end a run as "interrupted" with a checkpoint of the step
 reached, one line and the shell's exit status (130, 143); resume then finishes
 bit-identical to a run never interrupted, and the summary counts the interruption."""
 

@@ -1,4 +1,4 @@
-"""Item 8 (jaxconv-summarize): unreadable inputs are named in one line, exit status 2;
+"""jaxconv-summarize: unreadable inputs are named in one line, exit status 2;
 a corrupt result.json is counted as corrupt, never as interrupted."""
 
 import csv

@@ -1,5 +1,5 @@
-"""Item 2 (a sweep rerun with other overrides never relabels old results) and the
-multirun half of item 3 (a diverged job fails, the sweep goes on, the summary says so)."""
+"""A sweep rerun with other overrides never relabels old results; and the
+multirun side of divergence (a diverged job fails, the sweep goes on, the summary says so)."""
 
 import csv
 
