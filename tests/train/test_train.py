@@ -179,11 +179,11 @@ def test_schedules_shapes():
         peak, rel=1e-6
     )
     assert values["one_cycle"][0] < peak / 10 and values["one_cycle"][-1] < peak / 100
-    with pytest.raises(ValueError, match="`optimizer.lr` \\(=-1\\) must be > 0"):
+    with pytest.raises(ValueError, match="`lr` \\(=-1\\) must be > 0"):
         make_schedule("constant", -1, 10)
-    with pytest.raises(ValueError, match="`schedule.name` \\(='linear'\\)"):
+    with pytest.raises(ValueError, match="`name` \\(='linear'\\) must be one of \\('constant'"):
         make_schedule("linear", 0.1, 10)
-    with pytest.raises(ValueError, match="`optimizer.name` \\(='lion'\\)"):
+    with pytest.raises(ValueError, match="`name` \\(='lion'\\) must be one of \\('sgd'"):
         make_optimizer("lion", make_schedule("constant", 0.1, 10))
 
 

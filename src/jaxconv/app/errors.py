@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from jaxconv.app.config import library_keys
+from jaxconv.app.config import SCHEMAS, library_keys, options
 from jaxconv.app.rundir import RunDirRefused
 from jaxconv.data import DataError
 from jaxconv.train import CheckpointError
@@ -25,13 +25,27 @@ ONE_LINE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def as_config_error(err: ValueError) -> ConfigError:
+def as_config_error(err: ValueError, group: str | None = None) -> ConfigError:
     """A library ValueError ("`batch_size` (=0) must be >= 1") in the config's words
     ("trainer.batch_size (=0) must be >= 1"): the library names its arguments, the
-    schema (:func:`~jaxconv.app.config.library_keys`) says which key each one is."""
+    schema says which key each one is (``group``: the config group whose options the
+    raising function was given, for names several groups have, like ``name``)."""
     message = str(err)
     match = re.match(r"`([\w.]+)`", message)
     if match:
-        key = library_keys().get(match.group(1), match.group(1))
-        message = key + message[match.end() :]
+        message = config_key(match.group(1), group) + message[match.end() :]
     return ConfigError(message.replace(" or None", " or null"))
+
+
+def config_key(name: str, group: str | None = None) -> str:
+    """The config key of the library argument ``name``, given by a function of ``group``.
+
+    >>> config_key("name", "optimizer"), config_key("lr", "schedule"), config_key("seed")
+    ('optimizer.name', 'optimizer.lr', 'seed')
+    """
+    if group is not None and f"{group}.{name}" in _KEYS:
+        return f"{group}.{name}"
+    return library_keys().get(name, name)
+
+
+_KEYS = frozenset(info.key for info in options(SCHEMAS))

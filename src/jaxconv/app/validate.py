@@ -21,7 +21,12 @@ from jaxconv.app.errors import ConfigError, as_config_error
 from jaxconv.app.tracking import check_installed
 from jaxconv.data.datasets import DataOptions, check_data_options
 from jaxconv.train.loop import check_fit_options
-from jaxconv.train.optim import OptimizerOptions, ScheduleOptions, check_options
+from jaxconv.train.optim import (
+    OptimizerOptions,
+    ScheduleOptions,
+    check_optimizer_options,
+    check_schedule_options,
+)
 
 
 def _in(lo: float, hi: float, value: Any, *, hi_open: bool = True) -> bool:
@@ -63,15 +68,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"{key} (={OmegaConf.select(cfg, key.split('[')[0])}) must be a finite number"
         )
-    try:
-        check_fit_options(fit_options(cfg))
-        check_options(
-            group_options(cfg, OptimizerOptions, "optimizer"),
-            group_options(cfg, ScheduleOptions, "schedule"),
-        )
-        check_data_options(group_options(cfg, DataOptions, "data"))
-    except ValueError as err:
-        raise as_config_error(err) from err
+    _library_checks(cfg)
     dropout = cfg.model.get("dropout", 0.0) if isinstance(cfg.model, DictConfig) else 0.0
     checks = [
         (
@@ -88,3 +85,21 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
     check_installed(cfg)
+
+
+def _library_checks(cfg: DictConfig) -> None:
+    """The checks the library's functions make, each given its group's options; an error
+    (naming the function's argument) is put in the config's words."""
+    optimizer = group_options(cfg, OptimizerOptions, "optimizer")
+    schedule = group_options(cfg, ScheduleOptions, "schedule")
+    checks = (
+        ("trainer", lambda: check_fit_options(fit_options(cfg))),
+        ("optimizer", lambda: check_optimizer_options(optimizer)),
+        ("schedule", lambda: check_schedule_options(schedule, optimizer.lr)),
+        ("data", lambda: check_data_options(group_options(cfg, DataOptions, "data"))),
+    )
+    for group, check in checks:
+        try:
+            check()
+        except ValueError as err:
+            raise as_config_error(err, group) from err

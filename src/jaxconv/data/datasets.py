@@ -153,7 +153,7 @@ def check_data_options(options: DataOptions) -> None:
 def check_dataset_args(name: str, val_fraction: float, limit_train: int | None) -> None:
     """The checks :func:`load_dataset` makes before reading anything."""
     if name not in DATASETS:
-        raise ValueError(f"`data.name` (={name!r}) must be one of {DATASETS}")
+        raise ValueError(f"`name` (={name!r}) must be one of {DATASETS}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"`val_fraction` (={val_fraction}) must be in [0, 1)")
     if limit_train is not None and not limit_train >= 1:

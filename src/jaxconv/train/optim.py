@@ -51,10 +51,14 @@ def optimizer_from(
     return make_optimizer(schedule=schedule, **keywords_for(make_optimizer, options))
 
 
-def check_options(optimizer: OptimizerOptions, schedule: ScheduleOptions) -> None:
-    """The checks :func:`optimizer_from` and :func:`schedule_from` make, before any data."""
-    check_optimizer(**keywords_for(check_optimizer, optimizer))
-    check_schedule(lr=optimizer.lr, **keywords_for(check_schedule, schedule))
+def check_optimizer_options(options: OptimizerOptions) -> None:
+    """The checks :func:`optimizer_from` makes (errors name the fields)."""
+    check_optimizer(**keywords_for(check_optimizer, options))
+
+
+def check_schedule_options(options: ScheduleOptions, lr: float) -> None:
+    """The checks :func:`schedule_from` makes for a peak learning rate ``lr``."""
+    check_schedule(lr=lr, **keywords_for(check_schedule, options))
 
 
 def check_schedule(
@@ -62,12 +66,12 @@ def check_schedule(
 ) -> None:
     """The checks :func:`make_schedule` makes, for callers that check a config first."""
     if not lr > 0:
-        raise ValueError(f"`optimizer.lr` (={lr}) must be > 0")
+        raise ValueError(f"`lr` (={lr}) must be > 0")
     if name not in SCHEDULES:
-        raise ValueError(f"`schedule.name` (={name!r}) must be one of {SCHEDULES}")
+        raise ValueError(f"`name` (={name!r}) must be one of {SCHEDULES}")
     for key, value in (("warmup_fraction", warmup_fraction), ("final_fraction", final_fraction)):
         if not 0 <= value <= 1:
-            raise ValueError(f"`schedule.{key}` (={value}) must be in [0, 1]")
+            raise ValueError(f"`{key}` (={value}) must be in [0, 1]")
 
 
 def check_optimizer(
@@ -81,14 +85,14 @@ def check_optimizer(
 ) -> None:
     """The checks :func:`make_optimizer` makes, for callers that check a config first."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"`optimizer.name` (={name!r}) must be one of {OPTIMIZERS}")
+        raise ValueError(f"`name` (={name!r}) must be one of {OPTIMIZERS}")
     if not weight_decay >= 0:
-        raise ValueError(f"`optimizer.weight_decay` (={weight_decay}) must be >= 0")
+        raise ValueError(f"`weight_decay` (={weight_decay}) must be >= 0")
     for key, value in (("momentum", momentum), ("b1", b1), ("b2", b2)):
         if not 0 <= value < 1:
-            raise ValueError(f"`optimizer.{key}` (={value}) must be in [0, 1)")
+            raise ValueError(f"`{key}` (={value}) must be in [0, 1)")
     if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"`optimizer.clip_norm` (={clip_norm}) must be > 0 or None")
+        raise ValueError(f"`clip_norm` (={clip_norm}) must be > 0 or None")
 
 
 def make_schedule(
