@@ -134,36 +134,28 @@ def layer_op(kw):
     return lambda x, k, backend: fn(x, k, backend=backend, **kw)
 
 
-#: The forms ``auto`` may run a layer in instead of one convolution (their policy rules).
-FORMS = {"subpixel": "sub-pixel", "split_groups": "per group", "space_to_depth": "space to depth"}
+#: The table's names of the forms ``auto`` may run a layer in instead of one convolution.
+FORMS = {"sub-pixel": "sub-pixel", "by groups": "per group", "space to depth": "space to depth"}
 
 
 def auto_plan(op, x, k) -> str:
     """What ``auto`` runs for ``op``, read off one trace: the form (sub-pixel phases,
-    space to depth, group by group) and the backend the policy picks for each
-    convolution it then runs (``conv``'s own calls of the policy, recorded)."""
+    space to depth, group by group) and the backend of each convolution it then runs
+    (every plan ``conv`` makes while tracing, recorded)."""
     conv_module = importlib.import_module("jaxconv.ops.conv")  # the module, not the function
-    picked, forms = [], []
-    originals = {name: getattr(conv_module, name) for name in ("select", *FORMS)}
+    original, plans = conv_module.plan, []
 
-    def spy(name, rule):
-        def recorded(problem):
-            out = rule(problem)
-            if name == "select":
-                picked.append(out)
-            elif out:
-                forms.append(FORMS[name])
-            return out
+    def recorded(problem, backend="auto"):
+        plans.append(original(problem, backend))
+        return plans[-1]
 
-        return recorded
-
+    conv_module.plan = recorded
     try:
-        for name, rule in originals.items():
-            setattr(conv_module, name, spy(name, rule))
         jax.eval_shape(lambda x, k: op(x, k, "auto"), x, k)
     finally:
-        for name, rule in originals.items():
-            setattr(conv_module, name, rule)
+        conv_module.plan = original
+    forms = [FORMS[p.form] for p in plans if p.form in FORMS]
+    picked = [p.backend for p in plans if p.form not in FORMS]
     counts = {b: picked.count(b) for b in dict.fromkeys(picked)}
     backends = ", ".join(b if c == 1 else f"{c} x {b}" for b, c in counts.items())
     return f"{' + '.join(dict.fromkeys(forms))}: {backends}" if forms else backends

@@ -66,8 +66,8 @@ print("jax", jax.__version__, "backend", jax.default_backend())
 print("devices", jax.devices())
 mesh = parallel.data_mesh("all")
 print("mesh", parallel.describe(mesh))
-from jaxconv.ops import ConvProblem, explain_backend
-print("auto on", jax.default_backend(), explain_backend(ConvProblem((3, 3), 64, 64, platform=jax.default_backend())))
+from jaxconv.ops import ConvProblem, plan
+print("auto on", jax.default_backend(), plan(ConvProblem((3, 3), 64, 64, platform=jax.default_backend())))
 EOF
 }
 

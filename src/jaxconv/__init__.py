@@ -9,7 +9,7 @@ The functional API lives at the top level::
 from jaxconv.ops import adaptive_avg_pool as adaptive_avg_pool
 from jaxconv.ops import adaptive_max_pool as adaptive_max_pool
 from jaxconv.ops import avg_pool as avg_pool
-from jaxconv.ops import backends as backends
+from jaxconv.ops import backend_names as backends
 from jaxconv.ops import conv as conv
 from jaxconv.ops import conv_transpose as conv_transpose
 from jaxconv.ops import convolve as convolve

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxconv
+
 conv_module = importlib.import_module("jaxconv.ops.conv")  # the module, not the function
 
 
@@ -42,9 +44,15 @@ def _benchmark():
 def test_auto_plan_names_the_form_and_the_backends(on_cpu, x_shape, k_shape, kw, plan):
     cb = _benchmark()
     x, k = jnp.zeros(x_shape, jnp.float32), jnp.zeros(k_shape, jnp.float32)
-    before = {name: getattr(conv_module, name) for name in ("select", *cb.FORMS)}
+    before = conv_module.plan
     assert cb.auto_plan(cb.layer_op(kw), x, k) == plan
-    assert {name: getattr(conv_module, name) for name in before} == before  # put back
+    assert conv_module.plan is before  # put back
+    # the plan explain_backend derives before running agrees with the one the trace saw
+    explained = jaxconv.ops.explain_backend(x, k, **kw)
+    inner = explained.inner or explained
+    label = f"{cb.FORMS[explained.form]}: " if explained.form in cb.FORMS else ""
+    count = int(kw.get("groups", 1)) if explained.form == "by groups" else 1
+    assert plan == label + (inner.backend if count == 1 else f"{count} x {inner.backend}")
 
 
 def test_flops_of_a_transposed_layer_count_each_input_sample_once():

@@ -133,7 +133,7 @@ def test_space_to_depth_matches_xla(case):
 
 def test_space_to_depth_decision():
     from jaxconv.ops import ConvProblem
-    from jaxconv.ops.backends.policy import space_to_depth
+    from jaxconv.ops.policy import space_to_depth
 
     layer = dict(kernel_size=(4, 4), in_channels=32, out_channels=64, strides=(2, 2))
     assert space_to_depth(ConvProblem(**layer))

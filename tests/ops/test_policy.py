@@ -14,7 +14,7 @@ import pytest
 
 import jaxconv
 from jaxconv.ops import ConvProblem, explain_backend, select_backend
-from jaxconv.ops.backends.policy import split_groups, subpixel
+from jaxconv.ops.policy import explain, split_groups, subpixel
 
 
 def P(
@@ -154,7 +154,7 @@ def test_policy_table(what, problem, cpu, accelerator):
 
 def test_every_pick_has_a_reason():
     for _, problem, _, _ in TABLE:
-        backend, reason = explain_backend(ConvProblem(**problem))
+        backend, reason = explain(ConvProblem(**problem))
         assert backend in jaxconv.backends() and len(reason) > 20
 
 
@@ -219,3 +219,49 @@ def test_grouped_layers_run_group_by_group_under_auto():
     assert split_groups(problem)
     assert not split_groups(dataclasses.replace(problem, platform="gpu"))
     assert not split_groups(dataclasses.replace(problem, in_channels=1, out_channels=2))
+
+
+def test_explain_backend_takes_conv_arguments_and_prints_the_whole_plan():
+    x, k = jnp.ones((8, 16, 16, 64)), jnp.ones((4, 4, 64, 64))
+    strided = explain_backend(x, k, stride=2, padding=1)
+    assert (strided.form, strided.inner.form, strided.backend) == (
+        "space to depth",
+        "direct",
+        "window",
+    )
+    text = str(strided).splitlines()
+    assert text[0].startswith("space to depth: ") and text[1].startswith("  window: ")
+    assert text[2].startswith("    window method batch-chunked im2col: ")
+    assert str(explain_backend(x, k, stride=2, padding=1, backend="lax")).startswith("lax: ")
+    up = explain_backend(x, jnp.ones((4, 4, 64, 8)), transpose=True, stride=2, padding=1)
+    assert up.form == "sub-pixel" and up.inner.problem.phases == 4
+    assert explain_backend(jnp.ones((0, 8, 8, 4)), jnp.ones((3, 3, 4, 4))).backend == "lax"
+    with pytest.raises(ValueError, match="`groups` \\(=3\\) must divide in_channels"):
+        explain_backend(x, k, groups=3)
+
+
+def test_the_window_backend_runs_the_method_the_plan_names(on_cpu):
+    """Each window method's rule, and the jaxpr of the window backend showing it."""
+    from jaxconv.ops.policy import window_method
+
+    cases = [
+        (P((16,), 2, 2, spatial=(64,)), "block-Toeplitz products"),
+        (P((1, 1), 8, 16, spatial=(8, 8)), "one matrix product"),
+        (P((3, 3), 8, 16, spatial=(8, 8)), "batch-chunked im2col"),
+        (P((3, 3), 1, 8, groups=8, spatial=(8, 8)), "shift and add"),
+        (P((3, 3), 8, 16, stride=2, spatial=(8, 8)), "tap-chunked im2col"),
+    ]
+    for problem, method in cases:
+        assert window_method(ConvProblem(**problem))[0] == method, problem
+    x, k = jnp.ones((2, 8, 8, 8)), jnp.ones((1, 1, 8, 16))
+    jaxpr = str(jax.make_jaxpr(lambda x, k: jaxconv.conv(x, k, backend="window"))(x, k))
+    assert "dot_general" in jaxpr and "conv_general_dilated" not in jaxpr
+
+
+def test_pooling_follows_the_plans_pool_rules():
+    from jaxconv.ops.policy import PoolProblem, plan_pool
+
+    assert plan_pool(PoolProblem("max", (2, 2), (2, 2), (1, 1))).backend == "window"
+    assert plan_pool(PoolProblem("max", (3, 3), (2, 2), (1, 1))).backend == "lax"  # overlapping
+    assert plan_pool(PoolProblem("sum", (2, 2), (2, 2), (1, 1))).backend == "lax"
+    assert plan_pool(PoolProblem("max", (2, 2), (2, 2), (1, 1), platform="gpu")).backend == "lax"

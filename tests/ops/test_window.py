@@ -22,6 +22,7 @@ from tests.ops.test_conv import close
 def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation):
     """The custom-JVP path of the window backend (no groups, stride 1), split into batch
     chunks plus a remainder: values, both gradients and second order against lax."""
+    from jaxconv.ops import policy
     from jaxconv.ops.backends import window_chunked
 
     rng = np.random.default_rng(4)
@@ -29,7 +30,7 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
     k = rng.normal(size=(3, 2, cin, 4))
     padded = (7 + sum(padding[0])) * (6 + sum(padding[1]))
     # Patches of two images per chunk: lax.map over 2 chunks of 2, then 1 left over.
-    monkeypatch.setattr(window_chunked, "CHUNK_BYTES", 2 * padded * 3 * 2 * cin * 8)
+    monkeypatch.setattr(policy, "CHUNK_BYTES", 2 * padded * 3 * 2 * cin * 8)
     monkeypatch.setattr(window_chunked, "GRADIENT_MIN_ROWS", 1)
     f = {
         b: (lambda x, k, b=b: jaxconv.conv(x, k, padding=padding, dilation=dilation, backend=b))
@@ -60,6 +61,7 @@ def test_window_chunked_im2col_jvp_rule(monkeypatch, x64, cin, padding, dilation
 def test_window_gradient_chunks_hold_at_least_min_rows(monkeypatch):
     """The gradient map's chunks grow past CHUNK_BYTES to GRADIENT_MIN_ROWS output
     positions (a longer kernel-gradient contraction); the forward's stay cache-sized."""
+    from jaxconv.ops import policy
     from jaxconv.ops.backends import window_chunked
 
     x = jnp.zeros((12, 5, 5, 8), jnp.float32)  # 25 output positions per image ("SAME")
@@ -67,7 +69,7 @@ def test_window_gradient_chunks_hold_at_least_min_rows(monkeypatch):
     f = lambda x, k: jaxconv.conv(x, k, padding="SAME", backend="window")
     backward = lambda x, k: jax.vjp(f, x, k)[1](jnp.zeros((12, 5, 5, 4), jnp.float32))
     monkeypatch.setattr(
-        window_chunked, "CHUNK_BYTES", window_chunked._patch_bytes_per_image(x, k, ((1, 1), (1, 1)))
+        policy, "CHUNK_BYTES", window_chunked._patch_bytes_per_image(x, k, ((1, 1), (1, 1)))
     )
     for min_rows, length in ((1, 12), (50, 6), (75, 4), (76, 3)):  # images per chunk: 1, 2, 3, 4
         monkeypatch.setattr(window_chunked, "GRADIENT_MIN_ROWS", min_rows)
@@ -111,7 +113,7 @@ def test_window_chunked_im2col_under_vmap_and_jit(rng):
 def test_window_paths_by_shape(rng):
     """Ungrouped stride-1 layers take the custom-JVP path at any batch size; strided or
     grouped ones, or patches larger than CHUNK_BYTES per image, the tap-chunked one."""
-    from jaxconv.ops.backends import window_chunked
+    from jaxconv.ops import policy
 
     k = jnp.zeros((3, 3, 10, 5), jnp.float32)
     jaxpr = lambda x, **kw: str(
@@ -119,9 +121,7 @@ def test_window_paths_by_shape(rng):
     )
     assert "custom_jvp_call" in jaxpr(jnp.zeros((2, 9, 9, 10), jnp.float32))
     assert "custom_jvp_call" not in jaxpr(jnp.zeros((2, 9, 9, 10), jnp.float32), stride=2)
-    side = (
-        math.isqrt(window_chunked.CHUNK_BYTES // (9 * 10 * 4)) + 1
-    )  # one image's patches > CHUNK_BYTES
+    side = math.isqrt(policy.CHUNK_BYTES // (9 * 10 * 4)) + 1  # one image's patches > CHUNK_BYTES
     big = jaxpr(jax.ShapeDtypeStruct((1, side, side, 10), jnp.float32))
     assert "custom_jvp_call" not in big and "dot_general" in big
 

@@ -15,10 +15,18 @@ import jax.numpy as jnp
 from jaxconv.ops import _validate as V
 from jaxconv.ops import phases
 from jaxconv.ops._types import IntOrInts, Padding
-from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
-from jaxconv.ops.backends.geometry import pad_and_dilate
-from jaxconv.ops.backends.policy import space_to_depth, split_groups, subpixel
+from jaxconv.ops.backends import BACKENDS, check_backend
+from jaxconv.ops.geometry import pad_and_dilate
 from jaxconv.ops.padding import apply_modes, check_mode_widths
+from jaxconv.ops.policy import (
+    BY_GROUPS,
+    SPACE_TO_DEPTH,
+    SUBPIXEL,
+    ConvProblem,
+    Plan,
+    plan,
+    platform_of,
+)
 
 
 def operands(
@@ -107,39 +115,20 @@ def _transpose_pads(padding, output_padding, in_sizes, ksize, strides, dil) -> V
     return core_pads
 
 
-def _nonempty_or_lax(name: str, x: jnp.ndarray, kernel: jnp.ndarray) -> str:
-    """An empty batch or zero channels leave nothing to compute: ``lax`` returns the empty
-    (or, for zero input channels, all-zero) result of the right shape, which the tiled and
-    chunked backends would divide by zero to find."""
-    return "lax" if 0 in x.shape or 0 in kernel.shape else name
-
-
 def _stride_one_core(
     backend: str, *, groups: int, platform: str, phase_count: int, transposed: bool, precision
 ) -> phases.StrideOneCore:
     """The stride-1 convolution that a sub-pixel form (:mod:`jaxconv.ops.phases`) runs:
-    on ``backend``, or under ``auto`` on the policy's choice for that problem, which it
-    sees with ``phase_count`` phases in its channels."""
+    on ``backend``, or under ``auto`` as the plan says for that problem, which it sees
+    with ``phase_count`` phases in its channels (planned here, from the real arrays)."""
 
     def core(x, k, pads, dilation):
         n = x.ndim - 2
-        name = backend
-        if name == "auto":
-            name = select(
-                ConvProblem(
-                    k.shape[:n],
-                    k.shape[-2],
-                    k.shape[-1],
-                    groups,
-                    dilation=dilation,
-                    batch=x.shape[0],
-                    spatial=x.shape[1:-1],
-                    dtype=x.dtype,
-                    platform=platform,
-                    transposed=transposed,
-                    phases=phase_count,
-                )
-            )
+        problem = ConvProblem(k.shape[:n], k.shape[-2], k.shape[-1], groups,
+                              dilation=dilation, batch=x.shape[0], spatial=x.shape[1:-1],
+                              dtype=x.dtype, platform=platform, transposed=transposed,
+                              phases=phase_count, pads=pads)  # fmt: skip
+        name = plan(problem, backend).backend
         ones = (1,) * n
         return BACKENDS[name](
             x,
@@ -251,24 +240,24 @@ def _problem(c: _Canonical) -> ConvProblem:
     x, kernel = c.x, c.kernel
     return ConvProblem(kernel.shape[:n], kernel.shape[-2], kernel.shape[-1], c.groups,
                        c.strides, c.dilation, c.input_dilation, x.shape[0], x.shape[1:-1],
-                       x.dtype, platform_of(x, kernel))  # fmt: skip
+                       x.dtype, platform_of(x, kernel), pads=c.pads)  # fmt: skip
 
 
 def _run_conv(c: _Canonical, backend: str, precision) -> jnp.ndarray:
-    """Step 4 of :func:`conv`: the core call, or under ``auto`` the form the policy picks
-    (group by group, space to depth, or one core call on its backend)."""
+    """Step 4 of :func:`conv`: what the plan says (:func:`jaxconv.ops.policy.plan`): group
+    by group, space to depth, or one core call on its backend."""
     problem = _problem(c)
-    if backend == "auto" and split_groups(problem):
+    chosen = plan(problem, backend)
+    if chosen.form == BY_GROUPS:
         return _by_groups(c, precision)
-    if backend == "auto" and space_to_depth(problem) and 0 not in c.x.shape:
+    if chosen.form == SPACE_TO_DEPTH:
         # Blocks of `stride` samples become channels: one stride-1 convolution, whose
         # gradients are stride-1 ones (jaxconv.ops.phases.strided_conv).
         core = _stride_one_core("auto", groups=1, platform=problem.platform,
                                 phase_count=math.prod(c.strides), transposed=False,
                                 precision=precision)  # fmt: skip
         return phases.strided_conv(c.x, c.kernel, strides=c.strides, pads=c.pads, core=core)
-    name = select(problem) if backend == "auto" else backend
-    return BACKENDS[_nonempty_or_lax(name, c.x, c.kernel)](
+    return BACKENDS[chosen.backend](
         c.x, c.kernel, strides=c.strides, dilation=c.dilation,
         input_dilation=c.input_dilation, groups=c.groups, pads=c.pads, precision=precision,
     )  # fmt: skip
@@ -339,15 +328,13 @@ def conv_transpose(
     groups = _transpose_groups(y, kernel, groups)
     core_pads = _transpose_pads(padding, output_padding, y.shape[1:-1], kernel.shape[:n],
                                 strides, dil)  # fmt: skip
-    backend = check_backend(backend)
-    direct = _transpose_problem(y, kernel, groups, strides, dil)
-    by_phases = subpixel(direct) if backend == "auto" else backend != "lax"
-    if by_phases and phases.applies(strides, dil) and 0 not in (*y.shape, *kernel.shape):
+    direct = _transpose_problem(y, kernel, groups, strides, dil, core_pads)
+    chosen = plan(direct, check_backend(backend))
+    if chosen.form == SUBPIXEL:
         x = _transpose_by_phases(y, kernel, direct, backend, padding, output_padding, precision)
         return restore(x, layout)
-    name = select(direct) if backend == "auto" else backend
     k = _adjoint_kernel(kernel, groups)
-    x = BACKENDS[_nonempty_or_lax(name, y, k)](
+    x = BACKENDS[chosen.backend](
         y, k, strides=(1,) * n, dilation=dil, input_dilation=strides, groups=groups,
         pads=core_pads, precision=precision,
     )  # fmt: skip
@@ -370,12 +357,12 @@ def _transpose_by_phases(y, kernel, direct: ConvProblem, backend, padding, outpu
         groups=direct.groups, core=core)  # fmt: skip
 
 
-def _transpose_problem(y, kernel, groups: int, strides, dil) -> ConvProblem:
-    """A transposed convolution as the policy sees it: its input-dilated forward."""
+def _transpose_problem(y, kernel, groups: int, strides, dil, pads) -> ConvProblem:
+    """A transposed convolution as the plan sees it: its input-dilated forward."""
     n, cin, cout_g = y.ndim - 2, kernel.shape[-2], kernel.shape[-1]
     return ConvProblem(kernel.shape[:n], cin // groups, groups * cout_g, groups, (1,) * n,
                        dil, strides, y.shape[0], y.shape[1:-1], y.dtype,
-                       platform_of(y, kernel), transposed=True)  # fmt: skip
+                       platform_of(y, kernel), transposed=True, pads=pads)  # fmt: skip
 
 
 def _transpose_groups(y: jnp.ndarray, kernel: jnp.ndarray, groups: Any) -> int:
@@ -400,3 +387,36 @@ def _adjoint_kernel(kernel: jnp.ndarray, groups: int) -> jnp.ndarray:
     k = jnp.flip(kernel, axis=tuple(range(n)))
     k = k.reshape(*ksize, groups, cin // groups, cout_g)
     return jnp.swapaxes(k, n, n + 1).reshape(*ksize, cin // groups, groups * cout_g)
+
+
+def explain_backend(x: Any, kernel: Any, *, transpose: bool = False, **options: Any) -> Plan:
+    """The plan ``conv(x, kernel, **options)`` (``conv_transpose`` with ``transpose``)
+    runs: its form, the backend of each convolution it runs, within ``window`` the method,
+    and why (:func:`jaxconv.ops.policy.plan`); ``print`` it to read it.
+
+    >>> import jax.numpy as jnp
+    >>> print(explain_backend(jnp.ones((8, 32, 32, 16)), jnp.ones((3, 3, 16, 16))))
+    lax: everything else: XLA's convolution (cuDNN on GPU)
+    >>> explain_backend(jnp.ones((1, 256, 3)), jnp.ones((128, 3, 3))).backend
+    'fft'
+    """
+    return (_transpose_plan if transpose else _conv_plan)(x, kernel, **options)
+
+
+def _conv_plan(x, kernel, *, stride=1, padding="VALID", dilation=1, input_dilation=1, groups=1,
+               padding_mode="zeros", layout="channels_last", backend="auto",
+               precision=None) -> Plan:  # fmt: skip
+    c = _canonical_conv(x, kernel, stride, padding, dilation, input_dilation, groups,
+                        padding_mode, layout)  # fmt: skip
+    return plan(_problem(c), check_backend(backend))
+
+
+def _transpose_plan(y, kernel, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                    layout="channels_last", backend="auto", precision=None) -> Plan:  # fmt: skip
+    y, kernel, n = operands(y, kernel, layout, x_name="y", transpose=True)
+    strides, dil = V.ntuple(stride, n, "stride"), V.ntuple(dilation, n, "dilation")
+    groups = _transpose_groups(y, kernel, groups)
+    core_pads = _transpose_pads(padding, output_padding, y.shape[1:-1], kernel.shape[:n],
+                                strides, dil)  # fmt: skip
+    return plan(_transpose_problem(y, kernel, groups, strides, dil, core_pads),
+                check_backend(backend))  # fmt: skip

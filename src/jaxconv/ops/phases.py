@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv.ops._types import Pads
-from jaxconv.ops.backends.geometry import output_sizes
+from jaxconv.ops.geometry import output_sizes
 
 #: ``core(x, kernel, pads, dilation)``: a channels-last stride-1 convolution with zero
 #: padding and kernel dilation.
@@ -84,6 +84,30 @@ def phase_kernel(kernel: jnp.ndarray, strides: tuple[int, ...], groups: int) -> 
     return w.reshape(*taps, cin // groups, groups * math.prod(strides) * cout_g)
 
 
+def _axis(size: int, k: int, s: int, d: int, q: int, lo: int, hi_less_output_padding: int):
+    """One axis of the sub-pixel form: the slice of the input it reads, the stride-1
+    core's padding, where the output starts in the phase rows, the output size and the
+    phase rows. ``lo`` and ``hi - output_padding`` are PyTorch's crops."""
+    reach = d * (q - 1)  # the sub-kernel's extent minus one (d > 1 only when s == 1)
+    out = (size - 1) * s + d * (k - 1) + 1 - lo - hi_less_output_padding
+    first, last = lo // s, (lo + out - 1) // s  # the phase rows the output reads
+    count = last - first + 1
+    pad_lo = reach - first
+    pad_hi = count - size - pad_lo + reach
+    # Negative padding crops the input: those samples reach only cropped outputs.
+    piece = (max(-pad_lo, 0), size - max(-pad_hi, 0))
+    return piece, (max(pad_lo, 0), max(pad_hi, 0)), lo - first * s, out, count
+
+
+def subpixel_geometry(size: int, k: int, s: int, d: int, q: int, core_lo: int, core_hi: int):
+    """The input size and padding the stride-1 core of :func:`conv_transpose` receives on
+    one axis, from the padding of the direct (input-dilated) form, ``(e - 1 - lo, e - 1 -
+    hi + output_padding)`` with ``e`` the dilated kernel's extent."""
+    extent = d * (k - 1) + 1
+    (a, b), pads, *_ = _axis(size, k, s, d, q, extent - 1 - core_lo, extent - 1 - core_hi)
+    return b - a, pads
+
+
 def conv_transpose(
     y: jnp.ndarray,
     kernel: jnp.ndarray,
@@ -106,22 +130,13 @@ def conv_transpose(
     cout_g = kernel.shape[-1]
     taps = [-(-k // s) for k, s in zip(ksize, strides)]
     in_sizes = y.shape[1:-1]
-    slices, core_pads, starts, out_sizes, rows = [], [], [], [], []
-    for size, k, s, d, q, (lo, hi), o in zip(
-        in_sizes, ksize, strides, dilation, taps, pads, output_padding
-    ):
-        reach = d * (q - 1)  # the sub-kernel's extent minus one (d > 1 only when s == 1)
-        out = (size - 1) * s + d * (k - 1) + 1 - lo - hi + o
-        first, last = lo // s, (lo + out - 1) // s  # the phase rows the output reads
-        count = last - first + 1
-        pad_lo = reach - first
-        pad_hi = count - size - pad_lo + reach
-        # Negative padding crops the input: those samples reach only cropped outputs.
-        slices.append((max(-pad_lo, 0), size - max(-pad_hi, 0)))
-        core_pads.append((max(pad_lo, 0), max(pad_hi, 0)))
-        starts.append(lo - first * s)
-        out_sizes.append(out)
-        rows.append(count)
+    axes = [
+        _axis(size, k, s, d, q, lo, hi - o)
+        for size, k, s, d, q, (lo, hi), o in zip(
+            in_sizes, ksize, strides, dilation, taps, pads, output_padding
+        )
+    ]
+    slices, core_pads, starts, out_sizes, rows = (list(t) for t in zip(*axes))
     if any(b <= a for a, b in slices):  # every sample reaches cropped outputs only
         return jnp.zeros((y.shape[0], *out_sizes, groups * cout_g), y.dtype)
     if any(a > 0 or b < size for (a, b), size in zip(slices, in_sizes)):

@@ -12,9 +12,10 @@ defaulting to the window, symmetric ``padding`` of at most half the effective wi
   core;
 - ``winograd``: a convolution algorithm only; pools with the ``window`` core, so a
   model built with ``backend="winograd"`` pools as it would with ``window``;
-- ``auto``: ``window`` for max/min pooling with non-overlapping windows on CPU (XLA's
-  CPU gradient of ``reduce_window`` max, ``select_and_scatter``, is much slower than the
-  sliced version's there: benchmarks/train_step.py), ``lax`` otherwise.
+- ``auto``: the plan's :data:`~jaxconv.ops.policy.POOL_RULES`: ``window`` for max/min
+  pooling with non-overlapping windows on CPU (XLA's CPU gradient of ``reduce_window``
+  max, ``select_and_scatter``, is much slower than the sliced version's there:
+  benchmarks/train_step.py), ``lax`` otherwise.
 
 Output size per axis (``eff = (window - 1) * dilation + 1``):
 ``floor_or_ceil((L + 2p - eff) / s) + 1``, and in ``ceil_mode`` the last window must
@@ -33,8 +34,9 @@ from jax import lax
 
 from jaxconv.ops import _validate as V
 from jaxconv.ops._types import IntOrInts
-from jaxconv.ops.backends import BACKENDS, POOLS_BY_CONVOLUTION, check_backend, platform_of
-from jaxconv.ops.backends.geometry import tap_slices
+from jaxconv.ops.backends import BACKENDS, POOLS_BY_CONVOLUTION, check_backend
+from jaxconv.ops.geometry import tap_slices
+from jaxconv.ops.policy import PoolProblem, plan_pool, platform_of
 
 
 class _Geometry:
@@ -111,13 +113,6 @@ def _sum_by_convolution(x, g: _Geometry, backend: str):
     )
 
 
-def _auto(kind: str, g: _Geometry, platform: str) -> str:
-    disjoint = all(s >= (k - 1) * d + 1 for s, k, d in zip(g.strides, g.window, g.dilation))
-    if kind == "max" and disjoint and platform == "cpu":
-        return "window"
-    return "lax"
-
-
 def _reduce(x, kind: str, g: _Geometry, backend: str):
     """Reduce windows of channels-last ``x``: kind is 'sum' or 'max'."""
     if kind == "sum":
@@ -127,7 +122,8 @@ def _reduce(x, kind: str, g: _Geometry, backend: str):
         init = -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
         op = lax.max
     if backend == "auto":
-        backend = _auto(kind, g, platform_of(x))
+        problem = PoolProblem(kind, g.window, g.strides, g.dilation, platform_of(x))
+        backend = plan_pool(problem).backend  # jaxconv.ops.policy.POOL_RULES
     if backend == "lax":
         return _reduce_lax(x, init, op, g)
     if kind == "sum" and backend in POOLS_BY_CONVOLUTION:

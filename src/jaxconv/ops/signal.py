@@ -14,7 +14,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxconv.ops import _validate as V
-from jaxconv.ops.backends import BACKENDS, ConvProblem, check_backend, platform_of, select
+from jaxconv.ops.backends import BACKENDS, check_backend
+from jaxconv.ops.policy import ConvProblem, plan, platform_of
 
 MODES = ("full", "same", "valid")
 
@@ -61,14 +62,10 @@ def _convolve(
     else:
         pads = ((0, 0),) * n
     ones = (1,) * n
-    if backend == "auto":
-        name = select(
-            ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype=a.dtype, platform=platform_of(a, v))
-        )
-    else:
-        name = backend
+    problem = ConvProblem(v.shape, 1, 1, spatial=a.shape, dtype=a.dtype,
+                          platform=platform_of(a, v), pads=pads)  # fmt: skip
     kernel = jnp.flip(v)[..., None, None]
-    y = BACKENDS[name](
+    y = BACKENDS[plan(problem, backend).backend](
         a[None, ..., None],
         kernel,
         strides=ones,

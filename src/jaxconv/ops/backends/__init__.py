@@ -6,8 +6,8 @@ pads, precision)`` on channels-last arrays with zero padding only: the front end
 non-zero padding modes and moved the layout. ``conv_transpose``, ``convolve`` and
 ``correlate`` are built on the same function, so a new backend gets them for free.
 
-``auto`` is a policy, not an implementation: :mod:`jaxconv.ops.backends.policy` (a
-:class:`~jaxconv.ops.backends.policy.ConvProblem` in, a backend name out).
+``auto`` is a plan, not an implementation: :mod:`jaxconv.ops.policy` (a
+:class:`~jaxconv.ops.policy.ConvProblem` in, a :class:`~jaxconv.ops.policy.Plan` out).
 
 Non-finite inputs. On finite inputs the backends agree to float rounding. A NaN or an
 infinity in the input is where they differ, because each mixes samples differently
@@ -33,7 +33,7 @@ from jaxconv.ops.backends import (  # winograd after window: it falls back on it
     winograd,
 )
 
-#: Every backend by name, in the order :func:`backends` lists them; the one list that
+#: Every backend by name, in the order :func:`names` lists them; the one list that
 #: the ops, the layers, the tests and the benchmarks read.
 BACKENDS: dict[str, ConvCore] = {
     "lax": lax.conv,
@@ -48,10 +48,11 @@ BACKENDS: dict[str, ConvCore] = {
 POOLS_BY_CONVOLUTION: set[str] = {"fft"}
 
 
-def backends() -> tuple[str, ...]:
-    """The backend names ``conv`` and friends accept (``"auto"`` included).
+def names() -> tuple[str, ...]:
+    """The backend names ``conv`` and friends accept (``"auto"`` included); the public
+    ``jaxconv.backends()``.
 
-    >>> backends()
+    >>> names()
     ('lax', 'window', 'fft', 'winograd', 'auto')
     """
     return (*BACKENDS, "auto")
@@ -70,11 +71,5 @@ def register_backend(name: str, core: ConvCore, *, pools_by_convolution: bool = 
 
 def check_backend(backend: object) -> str:
     if backend not in BACKENDS and backend != "auto":
-        raise ValueError(f"`backend` (={backend!r}) must be one of {backends()}")
+        raise ValueError(f"`backend` (={backend!r}) must be one of {names()}")
     return backend  # type: ignore[return-value]
-
-
-from jaxconv.ops.backends.policy import ConvProblem as ConvProblem  # noqa: E402  (after BACKENDS)
-from jaxconv.ops.backends.policy import explain as explain  # noqa: E402
-from jaxconv.ops.backends.policy import platform_of as platform_of  # noqa: E402
-from jaxconv.ops.backends.policy import select as select  # noqa: E402

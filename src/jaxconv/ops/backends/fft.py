@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv.ops._validate import Pads
-from jaxconv.ops.backends.geometry import output_sizes, pad_and_dilate
+from jaxconv.ops.geometry import output_sizes, pad_and_dilate
 
 
 def _fast_length(n: int) -> int:

@@ -49,8 +49,9 @@ import jax.numpy as jnp
 
 from jaxconv.ops._types import Pads
 from jaxconv.ops.backends import window_chunked, window_toeplitz
-from jaxconv.ops.backends.geometry import output_sizes, pad_and_dilate, tap_slices  # noqa: F401  (re-exported)
-from jaxconv.ops.backends.window_toeplitz import toeplitz_applies, toeplitz_block  # noqa: F401  (re-exported)
+from jaxconv.ops.backends.window_toeplitz import toeplitz_block  # noqa: F401  (re-exported)
+from jaxconv.ops.geometry import output_sizes, pad_and_dilate, tap_slices  # noqa: F401  (re-exported)
+from jaxconv.ops.policy import ConvProblem, toeplitz_applies, window_method  # noqa: F401
 
 #: Taps are gathered into im2col chunks whose contraction (taps * channels) is about
 #: this long: long enough for an efficient matmul, short enough that the patch tensor
@@ -69,45 +70,37 @@ def conv(
     pads: Pads,
     precision=None,
 ) -> jnp.ndarray:
-    """Channels-last N-D cross-correlation as a sum over kernel taps.
-
-    Long 1-D kernels on few channels (signal filters) are block-Toeplitz matrix
-    products (:mod:`.window_toeplitz`); an ungrouped 1x1 kernel is one matrix product
-    over all positions. Ungrouped, stride-1 convolutions without input
-    dilation (most layers of a CNN) go to the batch-chunked im2col with its own JVP
-    (:mod:`.window_chunked`) when one image's patches fit in its chunk size and it is
-    not a one-channel signal. Otherwise: one
-    input channel per group (depthwise convs) or one channel in and out: shift and add,
-    ``sum_m slice_m * K[m]``, elementwise and fused by XLA; else (a grayscale first layer
-    too) im2col over chunks of taps, contracting taps and channels at once in a matrix
-    product and accumulating over the chunks.
-    """
+    """Channels-last N-D cross-correlation as a sum over kernel taps, by the method the
+    plan names (:data:`jaxconv.ops.policy.WINDOW_METHODS`: block-Toeplitz products for
+    long 1-D kernels, one matrix product for 1x1 layers, the batch-chunked im2col with its
+    own gradients for stride-1 layers, shift and add, ``sum_m slice_m * K[m]``, for one
+    channel per group, else im2col over chunks of taps)."""
     n = x.ndim - 2
-    kernel_size = kernel.shape[:n]
-    cin_g, cout = kernel.shape[-2], kernel.shape[-1]
-    if toeplitz_applies(kernel.shape, strides, dilation, input_dilation, groups):
+    kernel_size, (cin_g, cout) = kernel.shape[:n], kernel.shape[-2:]
+    problem = ConvProblem(kernel_size, cin_g, cout, groups, strides, dilation, input_dilation,
+                          x.shape[0], x.shape[1:-1], x.dtype, pads=pads)  # fmt: skip
+    method, _ = window_method(problem)
+    if method == "block-Toeplitz products":
         return window_toeplitz._signal_conv(x, kernel, tuple(pads[0]), precision)
-    if groups == 1 and all(k == 1 for k in kernel_size):
-        # A pointwise (1x1) layer: one matrix product over every position at once; its
-        # gradients are the two transposed products.
-        x = pad_and_dilate(x, pads, input_dilation)
-        (part,), out = tap_slices(x, kernel_size, strides, dilation)
-        y = jnp.dot(part.reshape(-1, cin_g), kernel.reshape(cin_g, cout), precision=precision)
-        return y.reshape(x.shape[0], *out, cout)
-    if window_chunked.applies(x, kernel, strides, input_dilation, groups, pads):
-        return window_chunked._chunked_conv(
-            x, kernel, tuple(map(tuple, pads)), tuple(dilation), precision
-        )
+    if method == "batch-chunked im2col":
+        pads = tuple(map(tuple, pads))
+        return window_chunked._chunked_conv(x, kernel, pads, tuple(dilation), precision)
     x = pad_and_dilate(x, pads, input_dilation)
     slices, out = tap_slices(x, kernel_size, strides, dilation)
+    if method == "one matrix product":  # its gradients are the two transposed products
+        y = jnp.dot(slices[0].reshape(-1, cin_g), kernel.reshape(cin_g, cout), precision=precision)
+        return y.reshape(x.shape[0], *out, cout)
     w = kernel.reshape(len(slices), cin_g, groups, cout // groups)
-    if cin_g == 1 and (groups > 1 or cout == 1):
-        # Shift and add streams the input once per tap. A single-channel input with
-        # several outputs (a grayscale first layer) takes im2col below instead: its kernel
-        # gradient is then one matrix product, not a multiply-and-reduce per tap, whose
-        # broadcast input XLA:CPU materialises.
-        acc = sum(part[..., :, None] * wm[0] for part, wm in zip(slices, w))
-        return acc.reshape(x.shape[0], *out, cout)  # (N, *out, G, 1) * (G, cout_g) summed
+    if method == "shift and add":
+        # Streams the input once per tap. A single-channel input with several outputs (a
+        # grayscale first layer) takes im2col instead: its kernel gradient is then one
+        # matrix product, not a multiply-and-reduce per tap, whose broadcast input
+        # XLA:CPU materialises.
+        acc = None
+        for part, wm in zip(slices, w):
+            term = part[..., :, None] * wm[0]  # (N, *out, G, 1) * (G, cout_g)
+            acc = term if acc is None else acc + term
+        return acc.reshape(x.shape[0], *out, cout)
     return _im2col(slices, w, (x.shape[0], *out, cout), precision)
 
 

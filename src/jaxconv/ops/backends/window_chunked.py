@@ -2,7 +2,8 @@
 
 For the common training case (no groups, stride 1, no input dilation) a ``custom_jvp``
 rule gives the two gradients their own forms, computed together in one pass over batch
-chunks of ``dY`` (``lax.map`` over chunks of about :data:`CHUNK_BYTES` of patches, but
+chunks of ``dY`` (``lax.map`` over chunks of about
+:data:`jaxconv.ops.policy.CHUNK_BYTES` of patches, but
 at least :data:`GRADIENT_MIN_ROWS` output positions, so the patch matrices stay small
 and are never stored for the whole batch):
 
@@ -31,30 +32,16 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxconv.ops.backends.geometry import pad_and_dilate, shift_add, tap_slices
-
-#: Images per ``lax.map`` step: as many as keep their patch tensors under about this many
-#: bytes (cache-sized; train_step: MNIST net and VGG-6 with 2, 4, 8, 16 MiB).
-CHUNK_BYTES = 4 << 20
-
-
-def applies(x, kernel, strides, input_dilation, groups, pads) -> bool:
-    """Whether ``window.conv`` takes this path: ungrouped, stride 1, no input dilation,
-    not a one-channel signal (shift and add is faster there), and one image's patches
-    within :data:`CHUNK_BYTES`."""
-    return (
-        groups == 1
-        and all(s == 1 for s in strides)
-        and all(d == 1 for d in input_dilation)
-        and kernel.shape[-2] * kernel.shape[-1] > 1
-        and _patch_bytes_per_image(x, kernel, pads) <= CHUNK_BYTES
-    )
+from jaxconv.ops import policy
+from jaxconv.ops.geometry import pad_and_dilate, shift_add, tap_slices
 
 
 def _patch_bytes_per_image(x, kernel, pads) -> int:
     """Bytes of one image's stride-1 patch tensor: padded positions x taps x channels."""
-    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-1], pads)]
-    return math.prod(padded) * math.prod(kernel.shape[:-1]) * x.dtype.itemsize
+    n = x.ndim - 2
+    return policy.patch_bytes_per_image(
+        x.shape[1:-1], pads, kernel.shape[:n], kernel.shape[-2], x.dtype.itemsize
+    )
 
 
 def _patch_product(xp, w2, kernel_size, dilation, precision):
@@ -69,10 +56,10 @@ def _patch_product(xp, w2, kernel_size, dilation, precision):
 def _by_batch_chunks(fn, x, bytes_per_image, min_images=1):
     """``fn`` applied to chunks of the leading (batch) axis of ``x`` (an array or a tuple
     of arrays of one batch); results (arrays or tuples) concatenated along their leading
-    axis. A chunk holds as many images as fit in :data:`CHUNK_BYTES`, at least
+    axis. A chunk holds as many images as fit in :data:`jaxconv.ops.policy.CHUNK_BYTES`, at least
     ``min_images``."""
     total = jax.tree_util.tree_leaves(x)[0].shape[0]
-    size = max(1, min(total, max(min_images, CHUNK_BYTES // max(1, bytes_per_image))))
+    size = max(1, min(total, max(min_images, policy.CHUNK_BYTES // max(1, bytes_per_image))))
     full = total // size
     take = lambda f: jax.tree_util.tree_map(f, x)
     parts = []
@@ -90,7 +77,7 @@ def _by_batch_chunks(fn, x, bytes_per_image, min_images=1):
 
 #: The gradient map's chunks hold at least this many output positions (rows of the
 #: kernel gradient's contraction ``(taps * C, rows) @ (rows, O)``), even past
-#: :data:`CHUNK_BYTES`: a short contraction leaves the matmul far from peak
+#: :data:`jaxconv.ops.policy.CHUNK_BYTES`: a short contraction leaves the matmul far from peak
 #: (conv_backends: the 8x8 and 16x16 rows' gradients).
 GRADIENT_MIN_ROWS = 2048
 
@@ -121,8 +108,10 @@ def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
     (:func:`_input_gradient` and :func:`_kernel_gradient` of each chunk)."""
     n = x.ndim - 2
     ones = (1,) * n
-    dx = functools.partial(_input_gradient, kernel=kernel, pads=pads, dilation=dilation,
-                           precision=precision)  # fmt: skip
+    taps, cin, cout = math.prod(kernel.shape[:n]), kernel.shape[-2], kernel.shape[-1]
+    dx = functools.partial(_input_gradient, k2t=kernel.reshape(taps * cin, cout).T,
+                           kernel_size=kernel.shape[:n], pads=pads, dilation=dilation,
+                           zero=jnp.zeros((), ct.dtype), precision=precision)  # fmt: skip
     dk = functools.partial(_kernel_gradient, kernel_size=kernel.shape[:n], dilation=dilation,
                            precision=precision)  # fmt: skip
 
@@ -146,18 +135,15 @@ def _gradients(x, ct, kernel, pads, dilation, precision, wanted):
     )
 
 
-def _input_gradient(cc, *, kernel, pads, dilation, precision):
+def _input_gradient(cc, *, k2t, kernel_size, pads, dilation, zero, precision):
     """``dX`` of one chunk ("col2im"): the patch cotangent ``dP = dY @ K^T`` (positions,
     taps, C); tap ``m``'s slab of it lands on the input at offset ``m * d``, so ``dX`` of
     the padded input is the sum of the slabs, each zero-padded into place (one fused
-    loop), then cropped by the forward padding."""
-    n = kernel.ndim - 2
-    kernel_size = kernel.shape[:n]
-    taps, cin, cout = math.prod(kernel_size), kernel.shape[-2], kernel.shape[-1]
-    k2t = kernel.reshape(taps * cin, cout).T
-    zero = jnp.zeros((), cc.dtype)
-    dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision)
-    dp = dp.reshape(*cc.shape[:-1], taps, cin)
+    loop), then cropped by the forward padding. ``k2t`` is the kernel as ``(O, taps * C)``."""
+    taps, cout = math.prod(kernel_size), k2t.shape[0]
+    dp = jnp.dot(cc.reshape(-1, cout), k2t, precision=precision).reshape(
+        *cc.shape[:-1], taps, k2t.shape[1] // taps
+    )
     acc = None
     for m, tap in enumerate(itertools.product(*(range(k) for k in kernel_size))):
         config = [

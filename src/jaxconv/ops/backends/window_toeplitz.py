@@ -20,27 +20,12 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from jaxconv.ops.backends.geometry import pad_and_dilate, shift_add
-
-#: 1-D kernels of at least this many taps on at most :data:`TOEPLITZ_MAX_CHANNEL_PRODUCT`
-#: (input x output) channels take this path (conv_backends: the 1-D signal rows).
-TOEPLITZ_MIN_TAPS = 8
-TOEPLITZ_MAX_CHANNEL_PRODUCT = 64
-
-
-def toeplitz_applies(kernel_shape, strides, dilation, input_dilation, groups) -> bool:
-    """Whether ``window.conv`` computes this convolution as block-Toeplitz products: 1-D,
-    stride 1, no dilation of either kind, no groups, at least :data:`TOEPLITZ_MIN_TAPS`
-    taps and at most :data:`TOEPLITZ_MAX_CHANNEL_PRODUCT` (in x out) channels."""
-    return (
-        len(kernel_shape) == 3
-        and groups == 1
-        and tuple(strides) == (1,)
-        and tuple(dilation) == (1,)
-        and tuple(input_dilation) == (1,)
-        and kernel_shape[0] >= TOEPLITZ_MIN_TAPS
-        and kernel_shape[1] * kernel_shape[2] <= TOEPLITZ_MAX_CHANNEL_PRODUCT
-    )
+from jaxconv.ops.geometry import pad_and_dilate, shift_add
+from jaxconv.ops.policy import (  # noqa: F401  (where the plan decides; re-exported)
+    TOEPLITZ_MAX_CHANNEL_PRODUCT,
+    TOEPLITZ_MIN_TAPS,
+    toeplitz_applies,
+)
 
 
 def toeplitz_block(taps: int) -> int:

@@ -69,13 +69,15 @@ from jax import lax
 
 from jaxconv.ops._validate import Pads
 from jaxconv.ops.backends import window
+from jaxconv.ops.policy import WINOGRAD_MAX_TAPS
+from jaxconv.ops.policy import winograd_applies as applies
 
+#: Longest kernel axis this backend transforms (``m = TILE + 1 - r`` must be at least 2).
+MAX_TAPS = WINOGRAD_MAX_TAPS
 #: Input tile length per spatial axis (``m + r - 1``).
-TILE = 6
+TILE = MAX_TAPS + 1
 #: The finite interpolation points of the Toom-Cook construction (infinity is the last).
 POINTS = (0, 1, -1, 2, -2)
-#: Longest kernel axis this backend transforms (``m = TILE + 1 - r`` must be at least 2).
-MAX_TAPS = TILE - 1
 
 
 def _evaluation(points: tuple[Fraction, ...], n: int) -> list[list[Fraction]]:
@@ -140,18 +142,6 @@ def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def tile_outputs(taps: int) -> int:
     """Outputs per tile (``m``) along an axis of ``taps`` taps."""
     return 1 if taps == 1 else TILE + 1 - taps
-
-
-def applies(kernel_size, strides, dilation, input_dilation, groups) -> bool:
-    """Whether this backend transforms the convolution (else it hands it to ``window``)."""
-    return (
-        groups == 1
-        and all(s == 1 for s in strides)
-        and all(d == 1 for d in dilation)
-        and all(d == 1 for d in input_dilation)
-        and all(k <= MAX_TAPS for k in kernel_size)
-        and any(k > 1 for k in kernel_size)
-    )
 
 
 def _combine(parts: list, matrix: np.ndarray) -> list:
