@@ -115,7 +115,11 @@ def test_lp_pool_norms(rng):
 
 
 def test_auto_pool_policy():
-    from jaxconv.ops.pooling import _auto, _Geometry
+    from jaxconv.ops.policy import PoolProblem, plan_pool
+    from jaxconv.ops.pooling import _Geometry
+
+    def _auto(kind, g, platform):  # what pooling asks the plan under auto
+        return plan_pool(PoolProblem(kind, g.window, g.strides, g.dilation, platform)).backend
 
     x = jnp.ones((1, 8, 8, 1))
     disjoint, overlapping = _Geometry(x, 2, None, 0, 1, False), _Geometry(x, 3, 1, 1, 1, False)

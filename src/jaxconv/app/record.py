@@ -100,8 +100,10 @@ def provenance(cfg: DictConfig, overrides: list[str], backend: BackendStart) -> 
 class RunRecord:
     """result.json of one run, from "running" to its outcome; process 0 writes it."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, model, overrides, mesh):
-        self.files, self.start = RunDir(run_dir), time.perf_counter()
+    def __init__(self, cfg: DictConfig, run_dir: Path, model, overrides, mesh, start: float):
+        """``start``: ``time.perf_counter()`` when the command's work began (the checks and
+        the data loading count in ``wall_seconds``)."""
+        self.files, self.start = RunDir(run_dir), start
         self.primary = parallel.is_primary()
         self.result: dict[str, Any] = {
             "status": RUNNING,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def train(
       Diverged: a non-finite loss (result.json says "failed"; checkpoints stay finite).
       Interrupted: SIGINT or SIGTERM (a checkpoint is saved between two steps).
     """
-    run_dir, backend = Path(run_dir), backend or BackendStart()
+    start, run_dir, backend = time.perf_counter(), Path(run_dir), backend or BackendStart()
     validate(cfg)
     # jax.distributed installs its own SIGTERM handler (a preemption notice): start it
     # before ours, which must be the one that sees SIGTERM
@@ -71,7 +72,7 @@ def train(
     backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
     with stop_on_signals() as stop:
         prepared = _checked_by_all(cfg, run_dir)
-        record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh)
+        record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
         loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
         accepted = []
 
