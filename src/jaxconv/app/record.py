@@ -104,7 +104,7 @@ class RunRecord:
         """``start``: ``time.perf_counter()`` when the command's work began (the checks and
         the data loading count in ``wall_seconds``)."""
         self.files, self.start = RunDir(run_dir), start
-        self.primary = parallel.is_primary()
+        self.primary, self.accepted = parallel.is_primary(), False
         self.result: dict[str, Any] = {
             "status": RUNNING,
             "seed": cfg.seed,
@@ -120,7 +120,11 @@ class RunRecord:
         }
 
     def accept(self, cfg: DictConfig, backend: BackendStart) -> None:
-        """The files an accepted run starts with: config.yaml, provenance.json, result.json."""
+        """The run is accepted; process 0 writes the files it starts with: config.yaml,
+        provenance.json, result.json ("running")."""
+        self.accepted = True
+        if not self.primary:
+            return
         self.files.path.mkdir(parents=True, exist_ok=True)
         write_config(self.files.path, task_config(cfg))
         record = provenance(cfg, self.result["overrides"], backend)

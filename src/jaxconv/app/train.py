@@ -74,13 +74,12 @@ def train(
         prepared = _checked_by_all(cfg, run_dir)
         record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
         loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
-        accepted = []
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
-            accepted.append(True)
-            if record.primary:  # process 0 writes the run's files; the others only train
-                record.accept(cfg, backend)
-                _ = on_accept(run_dir) if on_accept is not None else None
+            record.accept(cfg, backend)  # process 0 writes the run's files
+            if record.primary and on_accept is not None:
+                on_accept(run_dir)
+            if record.primary:
                 print(prepared.dataset.summary(), flush=True)
 
         try:
@@ -91,7 +90,7 @@ def train(
                 raise Interrupted(stop(), int(state.step), saved=True)
             values = _test(cfg, run_dir, prepared, state, history, loggers)
         except BaseException as err:
-            if accepted:
+            if record.accepted:
                 tracking.finish_all(loggers, record.finish(err)["status"], run_dir)
             raise
     result = record.finish(**values)
