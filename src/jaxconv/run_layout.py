@@ -80,6 +80,11 @@ class RunDir:
         return self.checkpoints / "last"
 
     @property
+    def lock(self) -> Path:
+        """``.jaxconv.lock``: the file whose OS lock the process writing the run holds."""
+        return self.path / ".jaxconv.lock"
+
+    @property
     def mlflow_run(self) -> Path:
         """``mlflow_run.json``: the MLflow run a resume continues."""
         return self.path / "mlflow_run.json"

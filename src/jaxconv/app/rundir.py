@@ -12,9 +12,11 @@ made before that file existed are compared through Hydra's ``.hydra/config.yaml`
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,64 @@ RESUME_MAY_EXTEND: tuple[str, ...] = _RULES.may_extend
 
 class RunDirRefused(ValueError):
     """The run directory holds another run or cannot be written; nothing was changed."""
+
+
+class RunDirBusy(RunDirRefused):
+    """Another process is writing the run directory (it holds the directory's lock)."""
+
+
+class Hold:
+    """This process's hold on a run directory; ``keep`` once the run is accepted (the
+    lock file and the directories made for it stay)."""
+
+    def __init__(self) -> None:
+        self.keep = False
+
+
+@contextlib.contextmanager
+def held(run_dir: Path, *, primary: bool = True) -> Iterator[Hold]:
+    """Hold ``run_dir`` for this process for the block: an exclusive ``flock`` on its
+    :attr:`~jaxconv.run_layout.RunDir.lock` file, which the kernel releases when the
+    process ends however it ends (a SIGKILLed run leaves no stale lock). Another holder
+    is :class:`RunDirBusy`, before anything is written. Only process 0 of a run holds it
+    (``primary``); the others write nothing there. If the run is not accepted
+    (``Hold.keep`` stays False), the lock file and the directories made for it are
+    removed again, so a refused command changes nothing on disk."""
+    hold = Hold()
+    if not primary:
+        yield hold
+        return
+    check_writable(run_dir)
+    made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunDir(run_dir).lock
+    created = not lock.exists()
+    handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            created = False  # another process's file
+            raise RunDirBusy(
+                f"run directory {run_dir} is in use by another jaxconv-train (it holds "
+                f"{lock.name}): wait for it to end, or choose another directory"
+            ) from None
+        yield hold
+    finally:
+        if not hold.keep:
+            _undo(lock if created else None, made)
+        os.close(handle)
+
+
+def _undo(lock: Path | None, made: list[Path]) -> None:
+    """Remove the lock file and the (empty) directories a refused command made."""
+    if lock is not None:
+        lock.unlink(missing_ok=True)
+    for directory in made:  # deepest first
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def _extends(old: Any, new: Any) -> bool:

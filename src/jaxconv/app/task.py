@@ -26,7 +26,7 @@ from jaxconv.app.config import config_sha256, register
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart
 from jaxconv.app.record import previous_result, record_failure, record_refusal
-from jaxconv.app.rundir import RunDirRefused, check_writable
+from jaxconv.app.rundir import RunDirBusy, RunDirRefused, check_writable
 from jaxconv.app.tracking import hydra_names
 from jaxconv.app.train import train
 from jaxconv.run_layout import FAILED, OK, RunDir
@@ -175,8 +175,8 @@ class _Job:
             if self.made_here:
                 _remove_made_dirs(self.run_dir)
             return
-        if not parallel.is_primary():
-            return
+        if not parallel.is_primary() or isinstance(err, RunDirBusy):
+            return  # a directory another process is writing is left to it
         previous = previous_result(self.run_dir)
         same_failure = previous and previous.get("status") == FAILED
         try:

@@ -20,7 +20,7 @@ from jaxconv.app.config import config_sha256, flatten, group_options, task_confi
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart
 from jaxconv.app.record import RunRecord
-from jaxconv.app.rundir import check_run_dir
+from jaxconv.app.rundir import check_run_dir, held
 from jaxconv.app.validate import validate
 from jaxconv.data.batching import steps_per_epoch
 from jaxconv.report import plot_learning_curves
@@ -70,12 +70,13 @@ def train(
     # before ours, which must be the one that sees SIGTERM
     parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
     backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
-    with stop_on_signals() as stop:
+    with held(run_dir, primary=parallel.is_primary()) as hold, stop_on_signals() as stop:
         prepared = _checked_by_all(cfg, run_dir)
         record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
         loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
+            hold.keep = True  # the lock file stays with the run
             record.accept(cfg, backend)  # process 0 writes the run's files
             if record.primary and on_accept is not None:
                 on_accept(run_dir)
