@@ -5,6 +5,7 @@ of the sweep goes on."""
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 
@@ -105,3 +106,46 @@ def test_a_sweep_job_held_by_another_process_is_refused_and_the_sweep_goes_on(tm
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "job 0 failed: RunDirBusy: run directory" in proc.stderr
     assert result(sweep / "1")["status"] == "ok"
+
+
+def test_a_folder_of_the_users_own_files_is_refused(tmp_path):
+    own = tmp_path / "project"
+    own.mkdir()
+    for name in ("config.yaml", "metrics.csv", "result.json"):
+        (own / name).write_text(f"the user's own {name}\n")
+    before = snapshot(own)
+    proc = cli([*TINY, "trainer.max_steps=2", "hydra.run.dir=."], own)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    assert line == (
+        f"jaxconv-train: error: run directory {own} holds files jaxconv did not write "
+        "(config.yaml, metrics.csv, result.json): choose a new or empty directory"
+    )
+    assert snapshot(own) == before
+
+
+def test_a_finished_run_without_its_checkpoints_is_not_reused(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    shutil.rmtree(run_dir / "checkpoints")  # an ordinary clean-up
+    before = snapshot(run_dir)
+    proc = cli([*TINY, "trainer.max_steps=10", "trainer.eval_every=5", "seed=1",
+                f"hydra.run.dir={run_dir}"], tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    assert line.endswith("holds a finished run (result.json says ok): choose another directory")
+    assert snapshot(run_dir) == before
+
+
+def test_a_resume_without_config_yaml_checks_result_json(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    (run_dir / "config.yaml").unlink()
+    shutil.rmtree(run_dir / ".hydra")
+    before = snapshot(run_dir)
+    proc = cli([*TINY, "trainer.max_steps=12", "trainer.eval_every=5", "seed=1",
+                "trainer.resume=true", f"hydra.run.dir={run_dir}"], tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    assert line.endswith("its config.yaml is missing and result.json records another config")
+    assert snapshot(run_dir) == before

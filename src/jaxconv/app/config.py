@@ -169,8 +169,13 @@ def config_sha256(cfg: DictConfig) -> str:
     """SHA-256 of the resolved config without the keys that never change what a run
     computes (``resume="free"``: resume, progress, plots, checkpointing, where the data
     lives): a resumed or re-run job has the original's hash."""
+    return hash_of(task_config(cfg))
+
+
+def hash_of(config: Mapping[str, Any]) -> str:
+    """:func:`config_sha256` of a resolved config given as plain containers."""
     free = resume_rules().may_change
-    kept = {k: v for k, v in flatten(task_config(cfg)).items() if k not in free}
+    kept = {k: v for k, v in flatten(config).items() if k not in free}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 

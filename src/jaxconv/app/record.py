@@ -167,6 +167,7 @@ def record_failure(
     except Exception:  # an unresolvable config is itself the error being recorded
         pass
     run_dir.mkdir(parents=True, exist_ok=True)
+    RunDir(run_dir).lock.touch()  # the mark of a directory jaxconv made (for the rerun)
     write_json(RunDir(run_dir).result, result)
 
 

@@ -24,8 +24,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from jaxconv._atomic import write_text_atomic
-from jaxconv.app.config import ResumeRules, flatten, resume_rules
-from jaxconv.run_layout import RunDir
+from jaxconv.app.config import ResumeRules, flatten, hash_of, resume_rules
+from jaxconv.run_layout import OK, RunDir, read_json
 from jaxconv.train.loop import refuse_to_overwrite
 
 _RULES = resume_rules()
@@ -66,6 +66,7 @@ def held(run_dir: Path, *, primary: bool = True) -> Iterator[Hold]:
         yield hold
         return
     check_writable(run_dir)
+    _refuse_foreign(run_dir)
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunDir(run_dir).lock
@@ -85,6 +86,21 @@ def held(run_dir: Path, *, primary: bool = True) -> Iterator[Hold]:
         if not hold.keep:
             _undo(lock if created else None, made)
         os.close(handle)
+
+
+def _refuse_foreign(run_dir: Path) -> None:
+    """jaxconv writes only into a directory that is new, empty, or one it made (its lock
+    file, or an older version's checkpoint manifest, says so)."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    files = RunDir(run_dir)
+    if files.lock.exists() or (files.checkpoints / "manifest").is_dir():
+        return
+    names = ", ".join(sorted(p.name for p in run_dir.iterdir())[:5])
+    raise RunDirRefused(
+        f"run directory {run_dir} holds files jaxconv did not write ({names}): choose a new "
+        "or empty directory"
+    )
 
 
 def _undo(lock: Path | None, made: list[Path]) -> None:
@@ -185,12 +201,50 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> 
             refuse_to_overwrite(run_dir)
         except FileExistsError as err:
             raise RunDirRefused(str(err)) from err
+        _refuse_finished(run_dir, config)
         return
     recorded = recorded_config(run_dir)
-    diff = config_differences(recorded, config) if recorded is not None else []
+    if recorded is None:
+        _refuse_unrecorded(run_dir, config)
+        return
+    diff = config_differences(recorded, config)
     if diff:
         raise RunDirRefused(
             f"cannot resume {run_dir}: it holds a run with another config: {'; '.join(diff)}"
+        )
+
+
+def _refuse_finished(run_dir: Path, config: Mapping[str, Any]) -> None:
+    """A directory whose result.json says ok, or records another config, is never run
+    into again without resume (its checkpoints may have been cleaned up)."""
+    previous = read_json(RunDir(run_dir).result)
+    if previous is None:
+        return
+    if previous.get("status") == OK:
+        raise RunDirRefused(
+            f"run directory {run_dir} holds a finished run (result.json says ok): choose "
+            "another directory"
+        )
+    if previous.get("config_sha256") not in (None, hash_of(config)):
+        raise RunDirRefused(
+            f"run directory {run_dir} holds a run of another config (result.json's "
+            "config_sha256 differs): choose another directory"
+        )
+
+
+def _refuse_unrecorded(run_dir: Path, config: Mapping[str, Any]) -> None:
+    """A resume with no config.yaml (nor .hydra/config.yaml) to compare with: allowed only
+    when nothing was trained yet, or when result.json records this very config."""
+    previous = read_json(RunDir(run_dir).result)
+    if previous is not None and previous.get("config_sha256") not in (None, hash_of(config)):
+        raise RunDirRefused(
+            f"cannot resume {run_dir}: its config.yaml is missing and result.json records "
+            "another config"
+        )
+    if previous is None and RunDir(run_dir).has_checkpoints():
+        raise RunDirRefused(
+            f"cannot resume {run_dir}: it holds checkpoints but no config.yaml or "
+            "result.json to tell which config made them"
         )
 
 
