@@ -26,7 +26,6 @@ from jaxconv.run_layout import (
     REFUSED,
     RUNNING,
     RunDir,
-    read_json,
     write_json,
 )
 from jaxconv.train import Interrupted, parallel
@@ -139,17 +138,10 @@ class RunRecord:
             self.result["status"] = OK
         else:
             stopped = isinstance(error, (Interrupted, KeyboardInterrupt))
-            self.result.update(
-                status=INTERRUPTED if stopped else FAILED, error=f"{type(error).__name__}: {error}"
-            )
+            self.result.update(status=INTERRUPTED if stopped else FAILED, error=_text(error))
         if self.primary:
             write_json(self.files.result, self.result)
         return self.result
-
-
-def previous_result(run_dir: Path) -> dict | None:
-    """result.json of what the directory held before this command (None: nothing usable)."""
-    return read_json(RunDir(run_dir).result)
 
 
 def record_failure(
@@ -158,7 +150,7 @@ def record_failure(
     """A new sweep job refused before training (a bad value) still ends self-describing."""
     result = {
         "status": FAILED,
-        "error": f"{type(err).__name__}: {err}",
+        "error": _text(err),
         "overrides": overrides,
         "seed": cfg.get("seed"),
     }
@@ -177,5 +169,10 @@ def record_refusal(run_dir: Path, overrides: list[str], err: BaseException) -> N
     if run_dir.is_dir():
         write_json(
             RunDir(run_dir).refusal,
-            {"status": REFUSED, "error": f"{type(err).__name__}: {err}", "overrides": overrides},
+            {"status": REFUSED, "error": _text(err), "overrides": overrides},
         )
+
+
+def _text(err: BaseException) -> str:
+    """An error as a record keeps it: its type and its message."""
+    return f"{type(err).__name__}: {err}"

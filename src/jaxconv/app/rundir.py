@@ -214,10 +214,15 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> 
         )
 
 
+def previous_result(run_dir: Path) -> dict | None:
+    """result.json of what the directory held before this command (None: nothing usable)."""
+    return read_json(RunDir(run_dir).result)
+
+
 def _refuse_finished(run_dir: Path, config: Mapping[str, Any]) -> None:
     """A directory whose result.json says ok, or records another config, is never run
     into again without resume (its checkpoints may have been cleaned up)."""
-    previous = read_json(RunDir(run_dir).result)
+    previous = previous_result(run_dir)
     if previous is None:
         return
     if previous.get("status") == OK:
@@ -235,7 +240,7 @@ def _refuse_finished(run_dir: Path, config: Mapping[str, Any]) -> None:
 def _refuse_unrecorded(run_dir: Path, config: Mapping[str, Any]) -> None:
     """A resume with no config.yaml (nor .hydra/config.yaml) to compare with: allowed only
     when nothing was trained yet, or when result.json records this very config."""
-    previous = read_json(RunDir(run_dir).result)
+    previous = previous_result(run_dir)
     if previous is not None and previous.get("config_sha256") not in (None, hash_of(config)):
         raise RunDirRefused(
             f"cannot resume {run_dir}: its config.yaml is missing and result.json records "

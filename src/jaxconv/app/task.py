@@ -25,8 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 from jaxconv.app.config import config_sha256, register
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart
-from jaxconv.app.record import previous_result, record_failure, record_refusal
-from jaxconv.app.rundir import RunDirBusy, RunDirRefused, check_writable
+from jaxconv.app.record import record_failure, record_refusal
+from jaxconv.app.rundir import RunDirBusy, RunDirRefused, check_writable, previous_result
 from jaxconv.app.tracking import hydra_names
 from jaxconv.app.train import train
 from jaxconv.run_layout import FAILED, OK, RunDir
@@ -97,13 +97,13 @@ def _log_to_file(run_dir: Path, job_name: str) -> logging.Handler:
     return handler
 
 
-def _finished_before(run_dir: Path, cfg: DictConfig) -> dict | None:
-    """A sweep job's earlier result when it says ok for the same config (skip the job)."""
-    previous = previous_result(run_dir)
-    if previous and previous.get("status") == OK:
-        if previous.get("config_sha256") == config_sha256(cfg):
-            return previous
-    return None
+def _finished_before(previous: dict | None, cfg: DictConfig) -> bool:
+    """Whether a sweep job's earlier result says ok for the same config (skip the job)."""
+    return bool(
+        previous
+        and previous.get("status") == OK
+        and previous.get("config_sha256") == config_sha256(cfg)
+    )
 
 
 def _task(cfg: DictConfig, backend: BackendStart) -> float:
@@ -121,13 +121,13 @@ def _task(cfg: DictConfig, backend: BackendStart) -> float:
         RunDir(directory).refusal.unlink(missing_ok=True)
 
     if multirun:
-        finished = _finished_before(run_dir, cfg)
-        if finished is not None:
+        previous = previous_result(run_dir)
+        if _finished_before(previous, cfg):
             RunDir(run_dir).refusal.unlink(missing_ok=True)
             print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
-            return objective(finished)
-        if previous_result(run_dir) is not None:  # failed or interrupted: continue it, if
-            cfg.trainer.resume = True  # it is the same experiment
+            return objective(previous)
+        if previous is not None:  # failed or interrupted: continue it, if it is the same
+            cfg.trainer.resume = True  # experiment
     try:
         names = hydra_names(hydra_cfg, multirun)
         result = train(cfg, run_dir, overrides, on_accept=on_accept, names=names, backend=backend)

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv.ops import phases
+from jaxconv.ops.geometry import output_sizes
 
 #: Winograd's largest kernel per axis: ``F(m, r)`` tiles of 6 inputs (``m + r - 1``).
 WINOGRAD_MAX_TAPS = 5
@@ -578,7 +579,7 @@ def _inner_problem(p: ConvProblem, form: str) -> ConvProblem:
         strides = p.strides
         taps = tuple(-(-k // s) for k, s in zip(p.kernel_size, strides))
         padded = [size + lo + hi for size, (lo, hi) in zip(p.spatial, p.pads)]
-        outs = [(size - k) // s + 1 for size, k, s in zip(padded, p.kernel_size, strides)]
+        outs = output_sizes(padded, p.kernel_size, strides, ones)
         return dataclasses.replace(
             p, kernel_size=taps, in_channels=p.in_channels * math.prod(strides), strides=ones,
             spatial=tuple(o + q - 1 for o, q in zip(outs, taps)), pads=(),
