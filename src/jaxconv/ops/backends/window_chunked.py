@@ -161,8 +161,8 @@ def _kernel_gradient(xc, cc, *, kernel_size, dilation, precision):
     """``dK = P^T @ dY`` of one chunk: the patches are built transposed, ``(taps * C,
     positions)``, so the product is a plain ``(taps * C, rows) @ (rows, O)`` (the chunks'
     products are summed by the caller). ``xc`` is channels-second ``(N, C, *padded)``, so
-    its tap slices move contiguous rows (slicing channels-last ``x`` directly was ~10-20%
-    slower per layer)."""
+    its tap slices move contiguous rows (faster than slicing channels-last ``x``:
+    docs/performance-notes.md)."""
     ones = (1,) * len(kernel_size)
     slices, _ = tap_slices(xc.swapaxes(0, 1), kernel_size, ones, dilation, first_axis=2)
     pt = jnp.concatenate(slices, axis=0) if len(slices) > 1 else slices[0]  # (C.., batch, *out)
