@@ -211,7 +211,7 @@ def test_a_sweep_read_back_and_served_by_tensorboard_and_mlflow(tmp_path):
 
 def test_a_resumed_run_continues_its_mlflow_run(hydra_compose, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    logged = [*TINY, "trainer.plots=false", "logger=[tensorboard,mlflow]",
+    logged = [*TINY, "trainer.plots=false", "schedule=constant", "logger=[tensorboard,mlflow]",
               f"logger.tracking_uri={uri}", "logger.experiment=resumed"]  # fmt: skip
     run_dir = tmp_path / "run"
     train(hydra_compose(logged), run_dir)

@@ -4,6 +4,7 @@ A resume under a changed config, a rerun without resume into a used directory, a
 value aimed at a used or a new directory: each is refused in one line with exit status 2
 and leaves the disk exactly as it was (same bytes, same mtimes, no new files)."""
 
+import json
 import shutil
 import subprocess
 
@@ -16,6 +17,7 @@ from jaxconv.app.rundir import (
     config_differences,
 )
 from jaxconv.app.train import train
+from jaxconv.report.summary import summarize
 
 from .conftest import TINY, cli, error_lines, result, snapshot
 
@@ -53,27 +55,66 @@ def test_refused_command_changes_nothing(trained, overrides, named):
     assert snapshot(trained) == before  # .hydra/*.yaml, result.json, metrics.csv, checkpoints, log
 
 
-def test_resume_may_extend_and_change_run_control_keys(trained, hydra_compose, tmp_path):
+def test_resuming_a_finished_run_is_a_no_op(trained):
+    before = snapshot(trained)
+    proc = cli(
+        [
+            *TINY,
+            "trainer.max_steps=10",
+            "trainer.eval_every=5",
+            "trainer.resume=true",
+            f"hydra.run.dir={trained}",
+        ],  # fmt: skip
+        cwd=trained.parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"nothing to do: {trained} holds this run, finished" in proc.stdout
+    assert error_lines(proc.stderr) == []
+    assert snapshot(trained) == before  # no second test row, wall_seconds as it was
+
+
+def test_extending_a_schedule_planned_over_the_total_is_refused(tmp_path):
     run_dir = tmp_path / "run"
-    shutil.copytree(trained, run_dir)
-    first = result(run_dir)
+    args = [*TINY, "schedule=one_cycle", "trainer.eval_every=2", f"hydra.run.dir={run_dir}"]
+    assert cli([*args, "trainer.max_steps=4"], cwd=tmp_path).returncode == 0
+    before = snapshot(run_dir)
+    proc = cli([*args, "trainer.max_steps=6", "trainer.resume=true"], cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = error_lines(proc.stderr)
+    assert "(trainer.max_steps: 4 -> 6): its 'one_cycle' schedule is planned over" in line
+    assert snapshot(run_dir) == before
+
+
+def test_extended_constant_run_equals_a_fresh_run_and_says_so(hydra_compose, tmp_path):
+    """A constant schedule may be extended: the result is the fresh run of the new length,
+    and result.json, provenance.json and jaxconv-summarize record (from, to)."""
+    base = [*TINY, "trainer.eval_every=5"]
+    run_dir, fresh_dir = tmp_path / "sweep" / "0", tmp_path / "fresh"
+    first = train(hydra_compose([*base, "trainer.max_steps=10"]), run_dir)
     resumed = train(
         hydra_compose(
             [
-                *TINY,
+                *base,
                 "trainer.max_steps=14",
-                "trainer.eval_every=5",
                 "trainer.resume=true",
                 "trainer.keep_checkpoints=2",
                 "trainer.plots=true",
             ]
-        ),
+        ),  # fmt: skip
         run_dir,
     )
-    assert resumed["status"] == "ok" and resumed["steps"] == 14 and first["steps"] == 10
+    fresh = train(hydra_compose([*base, "trainer.max_steps=14"]), fresh_dir)
+    assert first["steps"] == 10 and resumed["status"] == "ok" and resumed["steps"] == 14
+    assert resumed["params_sha256"] == fresh["params_sha256"] != first["params_sha256"]
+    extended = [{"key": "trainer.max_steps", "from": 10, "to": 14}]
+    assert result(run_dir)["extended"] == extended and "extended" not in result(fresh_dir)
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["extended"] == extended
+    assert "max_steps: 14" in (run_dir / "config.yaml").read_text()  # the record follows
+    _, table = summarize(tmp_path / "sweep")
     assert (
-        "max_steps: 14" in (run_dir / "config.yaml").read_text()
-    )  # the record follows the accepted run
+        "Jobs resumed for longer than first planned:\n\n- 0: trainer.max_steps: 10 -> 14" in table
+    )
 
 
 def test_differences_name_every_key_and_skip_run_control():

@@ -118,6 +118,12 @@ class RunRecord:
             **parallel.describe(mesh),
         }
 
+    def extend(self, extended: list[dict]) -> None:
+        """Record the run's extensions on resume (``{"key", "from", "to"}``, oldest first)
+        in result.json and provenance.json: the run was trained for longer than planned."""
+        if extended:
+            self.result["extended"] = list(extended)
+
     def accept(self, cfg: DictConfig, backend: BackendStart) -> None:
         """The run is accepted; process 0 writes the files it starts with: config.yaml,
         provenance.json, result.json ("running")."""
@@ -128,6 +134,8 @@ class RunRecord:
         write_config(self.files.path, task_config(cfg))
         record = provenance(cfg, self.result["overrides"], backend)
         record["topology"] = {k: self.result[k] for k in TOPOLOGY_KEYS}  # as result.json has it
+        if "extended" in self.result:
+            record["extended"] = self.result["extended"]
         write_json(self.files.provenance, record)
         write_json(self.files.result, self.result)
 

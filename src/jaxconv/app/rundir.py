@@ -27,6 +27,7 @@ from jaxconv._atomic import write_text_atomic
 from jaxconv.app.config import ResumeRules, flatten, hash_of, resume_rules
 from jaxconv.run_layout import OK, RunDir, read_json
 from jaxconv.train.loop import refuse_to_overwrite
+from jaxconv.train.optim import planned_over_total
 
 _RULES = resume_rules()
 #: Keys that may differ between a run and its resume, and why: they change how a run is
@@ -186,32 +187,72 @@ def check_writable(run_dir: Path) -> None:
         )
 
 
-def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> None:
+def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> list[dict]:
     """May ``config`` use ``run_dir``? Reads only.
 
     Raises :class:`RunDirRefused` when the directory is a file, cannot be written, holds
-    checkpoints and ``resume`` is off, or holds a run whose config differs from ``config``.
+    checkpoints and ``resume`` is off, holds a run whose config differs from ``config``, or
+    when a resume would lengthen a run whose schedule is planned over its total steps.
+    Returns the run's extensions (``{"key", "from", "to"}``: the earlier ones result.json
+    records, then this resume's), which the new result.json carries on.
     """
     run_dir = Path(run_dir)
     check_writable(run_dir)
     if not run_dir.is_dir():
-        return
+        return []
     if not resume:
         try:
             refuse_to_overwrite(run_dir)
         except FileExistsError as err:
             raise RunDirRefused(str(err)) from err
         _refuse_finished(run_dir, config)
-        return
+        return []
     recorded = recorded_config(run_dir)
     if recorded is None:
         _refuse_unrecorded(run_dir, config)
-        return
+        return []
     diff = config_differences(recorded, config)
     if diff:
         raise RunDirRefused(
             f"cannot resume {run_dir}: it holds a run with another config: {'; '.join(diff)}"
         )
+    extended = extensions(recorded, config)
+    schedule = (config.get("schedule") or {}).get("name", "constant")
+    if extended and planned_over_total(schedule):
+        change = "; ".join(f"{e['key']}: {_show(e['from'])} -> {_show(e['to'])}" for e in extended)
+        raise RunDirRefused(
+            f"cannot extend {run_dir} ({change}): its {schedule!r} schedule is planned over "
+            "the total steps, and continuing it would re-plan it mid-run into a result no "
+            "fresh run gives; start a new run of the new length (a 'constant' schedule may "
+            "be extended)"
+        )
+    earlier = (previous_result(run_dir) or {}).get("extended")
+    return [*(earlier if isinstance(earlier, list) else []), *extended]
+
+
+def extensions(
+    recorded: Mapping[str, Any], new: Mapping[str, Any], rules: ResumeRules = _RULES
+) -> list[dict]:
+    """The ``resume="extend"`` keys ``new`` changes, as ``{"key", "from", "to"}``."""
+    old, cur = flatten(recorded), flatten(new)
+    return [
+        {"key": key, "from": old.get(key), "to": cur.get(key)}
+        for key in rules.may_extend
+        if old.get(key) != cur.get(key)
+    ]
+
+
+def finished_run(run_dir: Path, config: Mapping[str, Any]) -> dict | None:
+    """result.json of the directory's run if it finished ("ok") with this very config
+    (resuming it is a no-op); None otherwise."""
+    previous = previous_result(run_dir)
+    if (
+        previous
+        and previous.get("status") == OK
+        and previous.get("config_sha256") == hash_of(config)
+    ):
+        return previous
+    return None
 
 
 def previous_result(run_dir: Path) -> dict | None:

@@ -22,14 +22,20 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from jaxconv.app.config import config_sha256, register
+from jaxconv.app.config import register, task_config
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart
 from jaxconv.app.record import record_failure, record_refusal
-from jaxconv.app.rundir import RunDirBusy, RunDirRefused, check_writable, previous_result
+from jaxconv.app.rundir import (
+    RunDirBusy,
+    RunDirRefused,
+    check_writable,
+    finished_run,
+    previous_result,
+)
 from jaxconv.app.tracking import hydra_names
 from jaxconv.app.train import train
-from jaxconv.run_layout import FAILED, OK, RunDir
+from jaxconv.run_layout import FAILED, RunDir
 from jaxconv.train import Diverged, Interrupted, parallel
 from jaxconv.train.checkpoint import silence_failed_reads
 
@@ -97,15 +103,6 @@ def _log_to_file(run_dir: Path, job_name: str) -> logging.Handler:
     return handler
 
 
-def _finished_before(previous: dict | None, cfg: DictConfig) -> bool:
-    """Whether a sweep job's earlier result says ok for the same config (skip the job)."""
-    return bool(
-        previous
-        and previous.get("status") == OK
-        and previous.get("config_sha256") == config_sha256(cfg)
-    )
-
-
 def _task(cfg: DictConfig, backend: BackendStart) -> float:
     """One Hydra job: skip a sweep job that finished, resume one that did not, train."""
     hydra_cfg = HydraConfig.get()
@@ -122,7 +119,7 @@ def _task(cfg: DictConfig, backend: BackendStart) -> float:
 
     if multirun:
         previous = previous_result(run_dir)
-        if _finished_before(previous, cfg):
+        if finished_run(run_dir, task_config(cfg)) is not None:
             RunDir(run_dir).refusal.unlink(missing_ok=True)
             print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
             return objective(previous)

@@ -20,7 +20,7 @@ from jaxconv.app.config import config_sha256, flatten, group_options, task_confi
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart
 from jaxconv.app.record import RunRecord
-from jaxconv.app.rundir import check_run_dir, held
+from jaxconv.app.rundir import check_run_dir, finished_run, held
 from jaxconv.app.validate import validate
 from jaxconv.data.batching import steps_per_epoch
 from jaxconv.report import plot_learning_curves
@@ -70,9 +70,14 @@ def train(
     # before ours, which must be the one that sees SIGTERM
     parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
     backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
+    if cfg.trainer.resume and (done := finished_run(run_dir, task_config(cfg))) is not None:
+        if parallel.is_primary():
+            print(_finished(done, run_dir), flush=True)
+        return done
     with held(run_dir, primary=parallel.is_primary()) as hold, stop_on_signals() as stop:
-        prepared = _checked_by_all(cfg, run_dir)
+        prepared, extended = _checked_by_all(cfg, run_dir)
         record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
+        record.extend(extended)
         loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
@@ -109,18 +114,27 @@ def _outcome(result: dict, run_dir: Path) -> str:
     )
 
 
+def _finished(result: dict, run_dir: Path) -> str:
+    return (
+        f"nothing to do: {run_dir} holds this run, finished (result.json says ok: test "
+        f"accuracy {100 * result.get('test_accuracy', float('nan')):.2f}% after "
+        f"{result.get('steps')} steps); raise trainer.max_steps to train it for longer"
+    )
+
+
 def _loggers(cfg: DictConfig, run_dir: Path, prepared: Prepared, names) -> list:
     hparams = flatten(task_config(cfg))
     return tracking.make_loggers(cfg, run_dir, hparams, prepared.schedule, **(names or {}))
 
 
-def _checked_by_all(cfg: DictConfig, run_dir: Path) -> Prepared:
+def _checked_by_all(cfg: DictConfig, run_dir: Path) -> tuple[Prepared, list[dict]]:
     """The run directory and everything :func:`~jaxconv.app.build.prepare` loads, checked
     on every process; with several, the processes then agree: all go on, or all stop
-    (the one that found the problem says what it is), and none writes before."""
+    (the one that found the problem says what it is), and none writes before. Also
+    returns the run's extensions (:func:`~jaxconv.app.rundir.check_run_dir`)."""
     failure = None
     try:
-        check_run_dir(run_dir, task_config(cfg), resume=cfg.trainer.resume)
+        extended = check_run_dir(run_dir, task_config(cfg), resume=cfg.trainer.resume)
         prepared = prepare(cfg)
     except ONE_LINE_ERRORS as err:
         failure = err
@@ -140,7 +154,7 @@ def _checked_by_all(cfg: DictConfig, run_dir: Path) -> Prepared:
             )
     if failure is not None:
         raise failure
-    return prepared
+    return prepared, extended
 
 
 def _test(cfg: DictConfig, run_dir: Path, prepared: Prepared, state, history, loggers) -> dict:

@@ -200,7 +200,11 @@ def _fmt(mean: float, std: float, percent: bool) -> str:
 
 
 def markdown(
-    rows: list[dict], metric: str, common: list[str] = (), problems: list[str] = ()
+    rows: list[dict],
+    metric: str,
+    common: list[str] = (),
+    problems: list[str] = (),
+    extended: list[str] = (),
 ) -> str:
     lines = [
         f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.",
@@ -221,16 +225,35 @@ def markdown(
     lines.append(f"mean ± std over the ok runs (seeds pooled); best by {metric}.")
     if problems:
         lines += ["", "Jobs not counted as ok:", ""] + [f"- {p}" for p in problems]
+    if extended:
+        lines += ["", "Jobs resumed for longer than first planned:", ""]
+        lines += [f"- {e}" for e in extended]
     return "\n".join(lines)
+
+
+def _job_name(run: Run, sweep_dir: Path) -> str:
+    return str(run.path.relative_to(sweep_dir)) if run.path != sweep_dir else run.path.name
+
+
+def extensions(runs: list[Run], sweep_dir: Path) -> list[str]:
+    """One line per job whose result.json records extensions on resume (from -> to)."""
+    lines = []
+    for run in runs:
+        steps = run.result.get("extended")
+        if isinstance(steps, list) and steps:
+            said = "; ".join(
+                f"{e.get('key')}: {e.get('from')} -> {e.get('to')}"
+                for e in steps
+                if isinstance(e, dict)
+            )
+            lines.append(f"{_job_name(run, sweep_dir)}: {said}")
+    return lines
 
 
 def problems(runs: list[Run], sweep_dir: Path) -> list[str]:
     """One line per refused or corrupt job, naming its directory."""
     return [
-        f"{run.path.relative_to(sweep_dir) if run.path != sweep_dir else run.path.name}: "
-        f"{run.problem}"
-        for run in runs
-        if run.problem is not None
+        f"{_job_name(run, sweep_dir)}: {run.problem}" for run in runs if run.problem is not None
     ]
 
 
@@ -296,7 +319,13 @@ def summarize(
             f"no job directories (with .hydra/ or result.json) under {sweep_dir}"
         )
     rows = summarize_runs(runs, metric)
-    table = markdown(rows, metric, common_settings(runs), problems(runs, sweep_dir))
+    table = markdown(
+        rows,
+        metric,
+        common_settings(runs),
+        problems(runs, sweep_dir),
+        extensions(runs, sweep_dir),
+    )
     (sweep_dir / "summary.md").write_text(f"# Summary of {sweep_dir.name}\n\n{table}\n")
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
         fields = (

@@ -12,6 +12,12 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
 
 
+def planned_over_total(name: str) -> bool:
+    """Whether the schedule ``name`` is laid out over the total number of steps: training
+    it for longer than planned re-plans the rest of it, which no fresh run would do."""
+    return name != "constant"
+
+
 @dataclasses.dataclass
 class OptimizerOptions:
     """The ``optimizer`` config group: :func:`make_optimizer`'s keywords, and the peak
