@@ -103,11 +103,27 @@ class RunDir:
         last = self.last_checkpoints
         return last.is_dir() and any(p.name.isdigit() for p in last.iterdir())
 
+    def misplaced(self) -> list[str]:
+        """The entries that exist with the wrong kind (a file named ``checkpoints``, a
+        directory named ``result.json``), as ``"NAME is a file/directory"``: jaxconv could
+        write neither."""
+        dirs = (self.checkpoints, self.last_checkpoints, self.hydra)
+        files = (self.result, self.config, self.provenance, self.metrics, self.refusal,
+                 self.lock, self.mlflow_run, *(self.plot(name) for name in PLOT_FILES))  # fmt: skip
+        out = [f"{p.relative_to(self.path)} is a file" for p in dirs if _is(p, file=True)]
+        out += [f"{p.relative_to(self.path)} is a directory" for p in files if _is(p, file=False)]
+        return out
+
     def artifacts(self) -> list[Path]:
         """The records and plots that exist (what a tracking server keeps of a run)."""
         records = (self.result, self.metrics, self.config, self.provenance)
         plots = (self.plot(name) for name in PLOT_FILES)
         return [p for p in (*records, *plots) if p.is_file()]
+
+
+def _is(path: Path, *, file: bool) -> bool:
+    """Whether ``path`` exists and is not a directory (``file``), or is one (not ``file``)."""
+    return path.exists() and path.is_dir() != file
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconv
+from jaxconv._atomic import unwritable
 from jaxconv._figure import subplots
 
 SIGNAL = [1.0, 2.0, 3.0, 4.0, 5.0]
@@ -323,6 +324,10 @@ def run(out_dir: str | Path, *, steps: int = 300) -> dict[str, Any]:
     return numbers
 
 
+def _say(message: str) -> None:
+    print(f"python -m jaxconv.tutorial: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jaxconv.tutorial", description="Make the tutorial's figures."
@@ -330,10 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="where the PNG figures and numbers.json go")
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        print(f"OUT_DIR ({out}) exists and is not a directory", file=sys.stderr)
+    problem = unwritable(out)
+    if problem is not None:
+        _say(f"OUT_DIR ({out}) cannot take the figures: {problem}")
         return 2
-    numbers = run(out)
+    try:
+        numbers = run(out)
+    except OSError as err:  # the disk filled up, the folder went away
+        _say(f"writing into OUT_DIR ({out}) failed: {err}")
+        return 1
     for name in sorted(p.name for p in out.glob("tutorial_*.png")):
         print(out / name)
     print(f"1-D: convolve({SIGNAL}, {BOX3}) = {numbers['1_signal']['full']}")

@@ -3,6 +3,7 @@ and byte-exact snapshots of a directory (a refused command must leave it unchang
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,9 @@ def snapshot(root: Path) -> dict[str, str]:
     out = {}
     for path in sorted(Path(root).rglob("*")):
         key = str(path.relative_to(root))
-        if path.is_dir():
+        if path.is_symlink():
+            out[key] = f"-> {os.readlink(path)}"
+        elif path.is_dir():
             out[key + "/"] = "dir"
         else:
             out[key] = f"{hashlib.sha256(path.read_bytes()).hexdigest()} {path.stat().st_mtime_ns}"

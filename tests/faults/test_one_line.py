@@ -10,11 +10,27 @@ from .conftest import cli, error_lines
     "override,line",
     [
         ("seed=-1", "seed (=-1) must be >= 0"),
+        ("model.kernel_size=0", "model.kernel_size (=(0,)) must be one int >= 1 per spatial axis"),
         (
-            "model.kernel_size=0",
-            "model CNN does not fit inputs of shape (40, 1): `kernel_size` (=(0,)) must be "
-            "one int >= 1 per spatial axis",
+            "model.channels=[]",
+            "model.channels (=[]) must name at least one layer, each an int >= 1",
         ),
+        (
+            "model.channels=[0,0,0,0]",
+            "model.channels (=[0, 0, 0, 0]) must name at least one layer, each an int >= 1",
+        ),
+        (
+            "+data.options.bogus=1",
+            "data.options has 'bogus', which dataset 'mnist1d' does not take; it takes: "
+            "num_samples, train_split, template_len, padding, scale_coeff, max_translation, "
+            "corr_noise_scale, iid_noise_scale, shear_scale, shuffle_seq, final_seq_length, seed",
+        ),
+        (
+            "+trainer.maxsteps=5",
+            "trainer.maxsteps is not a config key (did you mean trainer.max_steps?); "
+            "`jaxconv-train --cfg job` prints them all",
+        ),
+        ("+bogus=1", "bogus is not a config key; `jaxconv-train --cfg job` prints them all"),
         ("data.limit_train=0", "data.limit_train (=0) must be >= 1 or null"),
         (
             "optimizer.name=bogus",

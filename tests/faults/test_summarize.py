@@ -80,3 +80,31 @@ def test_interrupted_statuses_are_counted(tmp_path):
     proc = summarize_cli(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert rows(tmp_path)["(all runs alike)"]["interrupted"] == "2"
+
+
+def test_result_values_that_are_not_what_jaxconv_writes_are_corrupt(tmp_path):
+    """Each job is counted in exactly one column: the garbage ones as corrupt, named on
+    stderr; the good job is summarised as before."""
+    job(tmp_path, "0", OK)
+    garbage = [
+        '{"status": "ok", "seed": 1, "test_accuracy": 0.5, "test_loss": 1e308, "wall_seconds": 1}',
+        '{"status": "ok", "seed": 2, "test_accuracy": NaN, "test_loss": 1.0, "wall_seconds": 1}',
+        '{"status": "ok", "seed": 3, "test_accuracy": 0.5, "wall_seconds": Infinity}',
+        '{"status": "ok", "seed": 4, "test_accuracy": "0.9", "test_loss": 1.0, "wall_seconds": 1}',
+        '{"status": "ok", "seed": 5, "overrides": 5}',
+        '{"status": ["ok"], "seed": 6}',
+    ]
+    for i, text in enumerate(garbage, start=1):
+        job(tmp_path, str(i), text, overrides=("model=mlp", f"seed={i}"))
+    proc = summarize_cli(tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert [line.split("/")[-2] for line in lines] == [str(i) for i in range(1, 7)]
+    assert all(" is corrupt (" in line for line in lines)
+    assert "test_loss 1e+308 is not a finite number in [0, 1e+15]" in lines[0]
+    assert "test_accuracy NaN is not a finite number" in lines[1]
+    assert 'test_accuracy "0.9"' in lines[3] and "overrides 5 is not a list" in lines[4]
+    assert 'status ["ok"] is none of ok' in lines[5]
+    (row,) = rows(tmp_path).values()
+    assert (row["runs"], row["ok"], row["corrupt"]) == ("7", "1", "6")
+    assert float(row["test_accuracy_mean"]) == 0.5 and float(row["test_loss_mean"]) == 1.0

@@ -3,6 +3,7 @@ the :class:`~jaxconv.train.FitOptions`, each checked as it is built (nothing wri
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -52,6 +53,9 @@ def check_model_fits(model, example) -> None:
     try:
         jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), example[:1])
     except (ValueError, TypeError) as err:
+        named = re.match(r"`(\w+)` (\(=.*)", first_line(err))
+        if named and hasattr(model, named.group(1)):  # a value of the model's config
+            raise ConfigError(f"model.{named.group(1)} {named.group(2)}") from err
         raise ConfigError(
             f"model {type(model).__name__} does not fit inputs of shape "
             f"{tuple(example.shape[1:])}: {first_line(err)}"

@@ -13,6 +13,7 @@ out of the config hash, and the config key of a library argument named in an err
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import types
@@ -157,6 +158,30 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, name + "."))
         else:
             out[name] = value
+    return out
+
+
+#: Keys the schema leaves open: the model's (its class's own arguments, checked when it is
+#: made) and the dataset generator's options (checked by the library's data checks).
+OPEN_KEYS = ("model", "data.options")
+
+
+def unknown_keys(config: Mapping[str, Any]) -> dict[str, str | None]:
+    """Keys of ``config`` (hydra's left out) the schema does not have, each with the
+    schema key it most resembles (None when none is close): a ``+key=value`` typo.
+
+    >>> unknown_keys({"seed": 0, "trainer": {"maxsteps": 5}, "model": {"depth": 3}})
+    {'trainer.maxsteps': 'trainer.max_steps'}
+    """
+    known = list(flatten(OmegaConf.to_container(OmegaConf.structured(schema_classes()[""]))))
+    out = {}
+    for key in flatten({k: v for k, v in config.items() if k != "hydra"}):
+        if key in known or any(key == o or key.startswith(o + ".") for o in OPEN_KEYS):
+            continue
+        group, _, leaf = key.rpartition(".")
+        siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == group}
+        close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.7)
+        out[key] = siblings[close[0]] if close else None
     return out
 
 

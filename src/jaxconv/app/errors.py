@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from jaxconv.app.config import SCHEMAS, library_keys, options
+from jaxconv.app.jax_env import BackendUnavailable
 from jaxconv.app.rundir import RunDirRefused
 from jaxconv.data import DataError
 from jaxconv.train import CheckpointError
@@ -22,6 +23,7 @@ ONE_LINE_ERRORS: tuple[type[BaseException], ...] = (
     DataError,
     CheckpointError,
     DistributedError,
+    BackendUnavailable,
 )
 
 

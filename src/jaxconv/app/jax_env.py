@@ -14,6 +14,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
+
+from jaxconv._errors import first_line
 from jaxconv.train.host_memory import backend_started, reuse_host_memory
 
 
@@ -34,3 +37,21 @@ class BackendStart:
             self.flags = {
                 k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION")
             }
+
+
+class BackendUnavailable(RuntimeError):
+    """No JAX backend could start with this process's settings (``JAX_PLATFORMS`` naming a
+    platform the machine lacks); reported in one line before anything is written."""
+
+
+def start_backend() -> None:
+    """Start JAX's backend now, so that a platform that cannot start is one line, before
+    the run directory is touched, instead of a traceback from deep inside the first step."""
+    try:
+        jax.devices()
+    except Exception as err:  # jax raises RuntimeError, or AssertionError for 'cuda'
+        wanted = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms
+        raise BackendUnavailable(
+            f"JAX could not start a backend for JAX_PLATFORMS={wanted!r} ({first_line(err)}); "
+            "unset it to let JAX choose, or name a platform this machine has (cpu always is)"
+        ) from None

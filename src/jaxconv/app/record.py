@@ -148,7 +148,11 @@ class RunRecord:
             stopped = isinstance(error, (Interrupted, KeyboardInterrupt))
             self.result.update(status=INTERRUPTED if stopped else FAILED, error=_text(error))
         if self.primary:
-            write_json(self.files.result, self.result)
+            try:
+                write_json(self.files.result, self.result)
+            except OSError:  # the directory is gone, or the disk full: the outcome is
+                if error is None:  # still reported, in the command's one line
+                    raise
         return self.result
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from jaxconv._atomic import write_text_atomic
+from jaxconv._atomic import unwritable, write_text_atomic
 from jaxconv.app.config import ResumeRules, flatten, hash_of, resume_rules
 from jaxconv.run_layout import OK, RunDir, read_json
 from jaxconv.train.loop import refuse_to_overwrite
@@ -51,6 +51,12 @@ class Hold:
 
     def __init__(self) -> None:
         self.keep = False
+        self.handle: int | None = None  # the open lock file (process 0's)
+
+    def lost(self) -> bool:
+        """Whether the run directory's lock file was removed while held: someone removed
+        the directory (or emptied it) under the run."""
+        return self.handle is not None and os.fstat(self.handle).st_nlink == 0
 
 
 @contextlib.contextmanager
@@ -82,8 +88,10 @@ def held(run_dir: Path, *, primary: bool = True) -> Iterator[Hold]:
                 f"run directory {run_dir} is in use by another jaxconv-train (it holds "
                 f"{lock.name}): wait for it to end, or choose another directory"
             ) from None
+        hold.handle = handle
         yield hold
     finally:
+        hold.handle = None
         if not hold.keep:
             _undo(lock if created else None, made)
         os.close(handle)
@@ -175,16 +183,83 @@ def _resolved(loaded: dict) -> dict:
 
 
 def check_writable(run_dir: Path) -> None:
-    """The directory (or the nearest existing parent) can take new files."""
+    """The directory (or the nearest existing parent) can take new files: its path is one
+    the system accepts, no symlink on it is dangling or a loop, the files jaxconv keeps
+    there are not of another kind, and it may be written."""
+    run_dir = Path(run_dir)
+    _check_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirRefused(f"run directory {run_dir} is a file, not a directory")
-    probe = run_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    wrong = RunDir(run_dir).misplaced() if run_dir.is_dir() else []
+    if wrong:
         raise RunDirRefused(
-            f"run directory {run_dir} is not writable (check the permissions of {probe})"
+            f"run directory {run_dir}: {'; '.join(wrong)}, not what jaxconv writes there: "
+            "move it away or choose another directory"
         )
+    problem = unwritable(run_dir)
+    if problem is not None:
+        raise RunDirRefused(f"run directory {run_dir} is not writable ({problem})")
+
+
+#: Bytes of path below a run directory that its deepest files take (Orbax's checkpoint
+#: files): a directory whose own path leaves less than this under PATH_MAX is refused.
+DEEPEST_FILE = 256
+
+
+def _check_path(run_dir: Path) -> None:
+    """Refuse a path the system would reject later: a name over NAME_MAX, a path that
+    with the run's files passes PATH_MAX, a dangling symlink or a symlink loop on it."""
+    absolute = Path(os.path.abspath(run_dir))
+    shown = (
+        str(run_dir)
+        if len(str(run_dir)) <= 100
+        else f"{str(run_dir)[:60]}...({len(str(run_dir))} characters)"
+    )
+    name_max, path_max = _limits(absolute)
+    for part in absolute.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise RunDirRefused(
+                f"run directory {shown}: a name of {len(os.fsencode(part))} bytes on its path; "
+                f"the file system allows {name_max}"
+            )
+    if len(os.fsencode(str(absolute))) + DEEPEST_FILE > path_max:
+        raise RunDirRefused(
+            f"run directory {shown}: its path is {len(os.fsencode(str(absolute)))} bytes, and "
+            f"with the {DEEPEST_FILE} bytes of a run's files below it passes the system's "
+            f"PATH_MAX ({path_max})"
+        )
+    for path in (absolute, *absolute.parents):
+        if not path.is_symlink():
+            continue
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            raise RunDirRefused(
+                f"run directory {shown}: {path} is a symlink to {os.readlink(path)}, which "
+                "does not exist"
+            ) from None
+        except OSError as err:  # ELOOP
+            raise RunDirRefused(
+                f"run directory {shown}: {path} is a symlink loop ({err.strerror})"
+            ) from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to look up
+        return False
+
+
+def _limits(path: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX of the file system holding ``path`` (POSIX defaults else)."""
+    probe = path
+    while not _exists(probe) and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
 
 
 def check_run_dir(run_dir: Path, config: Mapping[str, Any], *, resume: bool) -> list[dict]:

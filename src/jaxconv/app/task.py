@@ -36,22 +36,26 @@ from jaxconv.app.rundir import (
 from jaxconv.app.tracking import hydra_names
 from jaxconv.app.train import train
 from jaxconv.run_layout import FAILED, RunDir
-from jaxconv.train import Diverged, Interrupted, parallel
+from jaxconv.train import Diverged, Interrupted, MachineFault, parallel
 from jaxconv.train.checkpoint import silence_failed_reads
 
 #: What a failed job returns to the sweeper: the worst accuracy, which Optuna accepts
 #: (it refuses NaN), so a failed trial ranks last instead of stopping the search.
 FAILED_OBJECTIVE = float("-inf")
+#: What stops an accepted run, reported in one line with exit status 1 (result.json says
+#: "failed" with the same line).
+RUN_FAILURES = (Diverged, MachineFault)
 #: Loggers whose INFO chatter (saves, TPU probing, the distributed service's addresses,
 #: MLflow's database setup) stays out of the command's output.
 NOISY_LOGGERS = (
-    "absl",
-    "orbax",
     "jax._src.xla_bridge",
     "jax._src.distributed",
     "mlflow",
     "alembic",
 )
+#: Loggers of the checkpoint writer (Orbax logs through absl) whose errors, tracebacks
+#: included, the command reports itself in one line (a full disk, a removed directory).
+QUIET_LOGGERS = ("absl", "orbax")
 #: When this process started: a run directory created after it and still empty was made
 #: by Hydra for this command, and is removed again when the command is refused.
 _STARTED = time.time()
@@ -96,8 +100,29 @@ def _save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
     OmegaConf.save(full.hydra.overrides.task, out / "overrides.yaml")
 
 
+class _RunLog(logging.FileHandler):
+    """The job's log file; when it cannot be written (the disk full, the directory
+    removed) it stops quietly: the run's outcome is reported by the command itself."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.close()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._closed_for_good:
+            super().emit(record)
+
+    def close(self) -> None:
+        self._closed_for_good = True
+        try:
+            super().close()
+        except OSError:
+            pass
+
+    _closed_for_good = False
+
+
 def _log_to_file(run_dir: Path, job_name: str) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / f"{job_name}.log")
+    handler = _RunLog(run_dir / f"{job_name}.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
@@ -153,6 +178,8 @@ class _Job:
         """One line for what the user can fix, the exit status for a single run, the worst
         objective for a sweep (which goes on); a signal stops the sweep too."""
         if isinstance(err, (Interrupted, KeyboardInterrupt)):
+            if not self.accepted and not self.multirun and self.made_here:
+                _remove_made_dirs(self.run_dir)  # stopped before anything was written
             _say(str(err) if isinstance(err, Interrupted) else "interrupted")
             sys.exit(err.exit_status if isinstance(err, Interrupted) else 130)
         if not self.accepted:
@@ -160,10 +187,10 @@ class _Job:
         if self.multirun:
             _say(f"job {job} failed: {type(err).__name__}: {err}")
             return FAILED_OBJECTIVE
-        if not isinstance(err, (*ONE_LINE_ERRORS, Diverged)):
+        if not isinstance(err, (*ONE_LINE_ERRORS, *RUN_FAILURES)):
             raise err
         _say(f"error: {err}")
-        sys.exit(1 if isinstance(err, Diverged) else 2)
+        sys.exit(1 if isinstance(err, RUN_FAILURES) else 2)
 
     def _records_of_refused(self, err: BaseException) -> None:
         """A refused sweep job's record (process 0 alone writes it); a refused single run
@@ -185,6 +212,16 @@ class _Job:
             pass
 
 
+def _fixed_part(config: DictConfig, key: str) -> Path:
+    """The directory ``key`` names, up to its first interpolation (``outputs/`` of the
+    default ``outputs/${hydra:runtime.choices.model}_...``)."""
+    text = str(OmegaConf.select(config, key, throw_on_resolution_failure=False) or "")
+    if not text:
+        node = config.hydra.run if key == "hydra.run.dir" else config.hydra.sweep
+        text = str(node._get_node("dir")._value())
+    return Path(text.split("${", 1)[0] or ".")
+
+
 class RunDirGuard(Callback):
     """Hydra callback: refuse a run directory that is a file or cannot be created, in one
     line, before Hydra's own ``mkdir`` fails with a traceback."""
@@ -200,7 +237,7 @@ class RunDirGuard(Callback):
         try:
             path = Path(OmegaConf.select(config, key))
         except OmegaConfBaseException:  # names only Hydra's runtime can resolve (the default
-            return  # dir names the model): checked again in the job
+            path = _fixed_part(config, key)  # dir names the model): the part before them
         try:
             check_writable(path)
         except RunDirRefused as err:
@@ -213,6 +250,8 @@ def main() -> None:
     settings the command needs, then Hydra's command line."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     silence_failed_reads()
     register()
     backend = BackendStart()  # one per process: what its XLA backend started with

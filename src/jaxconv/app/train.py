@@ -18,9 +18,9 @@ from jaxconv.app import tracking
 from jaxconv.app.build import Prepared, fit_options, prepare
 from jaxconv.app.config import config_sha256, flatten, group_options, task_config
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
-from jaxconv.app.jax_env import BackendStart
+from jaxconv.app.jax_env import BackendStart, start_backend
 from jaxconv.app.record import RunRecord
-from jaxconv.app.rundir import check_run_dir, finished_run, held
+from jaxconv.app.rundir import Hold, check_run_dir, finished_run, held
 from jaxconv.app.validate import validate
 from jaxconv.data.batching import steps_per_epoch
 from jaxconv.report import plot_learning_curves
@@ -28,8 +28,11 @@ from jaxconv.run_layout import RunDir
 from jaxconv.train import (
     Diverged,
     Interrupted,
+    Logger,
+    MachineFault,
     evaluate,
     fit,
+    machine_fault,
     parallel,
     params_sha256,
     stop_on_signals,
@@ -70,6 +73,7 @@ def train(
     # before ours, which must be the one that sees SIGTERM
     parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
     backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
+    start_backend()
     if cfg.trainer.resume and (done := finished_run(run_dir, task_config(cfg))) is not None:
         if parallel.is_primary():
             print(_finished(done, run_dir), flush=True)
@@ -79,6 +83,7 @@ def train(
         record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
         record.extend(extended)
         loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
+        loggers.insert(0, _Watch(hold, run_dir))
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
             hold.keep = True  # the lock file stays with the run
@@ -96,9 +101,14 @@ def train(
                 raise Interrupted(stop(), int(state.step), saved=True)
             values = _test(cfg, run_dir, prepared, state, history, loggers)
         except BaseException as err:
-            if record.accepted:
-                tracking.finish_all(loggers, record.finish(err)["status"], run_dir)
-            raise
+            if not record.accepted:
+                raise
+            fault = _Watch(hold, run_dir).fault() if isinstance(err, Exception) else None
+            fault = fault or (machine_fault(err, run_dir) if isinstance(err, Exception) else None)
+            tracking.finish_all(loggers, record.finish(fault or err)["status"], run_dir)
+            if fault is None or fault is err:
+                raise
+            raise fault from err
     result = record.finish(**values)
     tracking.finish_all(loggers, result["status"], run_dir)
     if record.primary:
@@ -112,6 +122,24 @@ def _outcome(result: dict, run_dir: Path) -> str:
         f"after {result['steps']} steps in {result['wall_seconds']:.1f} s; "
         f"run directory: {run_dir}"
     )
+
+
+class _Watch(Logger):
+    """Stops the run when its directory is removed under it (the lock file process 0
+    holds lost its last link): checked at every evaluation and when the run fails."""
+
+    def __init__(self, hold: Hold, run_dir: Path):
+        self.hold, self.run_dir = hold, run_dir
+
+    def fault(self) -> MachineFault | None:
+        if self.hold.lost():
+            return MachineFault(f"run directory {self.run_dir} was removed during the run")
+        return None
+
+    def log(self, rows, params=None) -> None:
+        fault = self.fault()
+        if fault is not None:
+            raise fault
 
 
 def _finished(result: dict, run_dir: Path) -> str:

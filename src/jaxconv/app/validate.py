@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import jaxconv
 from jaxconv.app.build import fit_options
-from jaxconv.app.config import group_options
+from jaxconv.app.config import group_options, unknown_keys
 from jaxconv.app.errors import ConfigError, as_config_error
 from jaxconv.app.tracking import check_installed
 from jaxconv.data.datasets import DataOptions, check_data_options
@@ -64,6 +64,11 @@ def validate(cfg: DictConfig) -> None:
     target and dropout) here.
     """
     container = OmegaConf.to_container(cfg, resolve=True)
+    for key, close in unknown_keys(container).items():
+        hint = f" (did you mean {close}?)" if close else ""
+        raise ConfigError(
+            f"{key} is not a config key{hint}; `jaxconv-train --cfg job` prints them all"
+        )
     for key in non_finite_floats({k: v for k, v in container.items() if k != "hydra"}):
         raise ConfigError(
             f"{key} (={OmegaConf.select(cfg, key.split('[')[0])}) must be a finite number"

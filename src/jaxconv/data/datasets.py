@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,45 @@ class Dataset:
         return (
             f"{self.name}: train {len(self.x_train)}, val {len(self.x_val)}, "
             f"test {len(self.x_test)}, input {self.input_shape}, {self.num_classes} classes"
+        )
+
+
+def check_labels(x: Any, y: Any, num_classes: int | None = None, split: str = "train") -> None:
+    """``y`` holds one class index per example of ``x``, each in ``[0, num_classes)``:
+    a short label array, one-hot rows or an out-of-range class would otherwise fail
+    mid-training or train on garbage. Errors name the split's arrays (``y_train``)."""
+    y = np.asarray(y)
+    name = f"y_{split}"
+    if y.ndim == 2 and y.shape[0] == len(x) and y.shape[1] > 1:
+        raise ValueError(
+            f"`{name}` (shape {y.shape}) looks one-hot: pass class indices, shape "
+            f"({len(x)},) (y.argmax(-1))"
+        )
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(
+            f"`{name}` (shape {y.shape}) must hold one class index per example of "
+            f"`x_{split}` ({len(x)} examples)"
+        )
+    if len(y) and not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"`{name}` (dtype {y.dtype}) must hold integer class indices")
+    if len(y) and num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"`{name}` holds classes {int(y.min())}..{int(y.max())}; `num_classes` "
+            f"(={num_classes}) allows 0..{num_classes - 1}"
+        )
+
+
+def check_dataset(data: Dataset) -> None:
+    """Every split's labels (:func:`check_labels`) and the number of classes."""
+    if (
+        isinstance(data.num_classes, bool)
+        or not isinstance(data.num_classes, (int, np.integer))
+        or data.num_classes < 1
+    ):
+        raise ValueError(f"`num_classes` (={data.num_classes!r}) must be an int >= 1")
+    for split in ("train", "val", "test"):
+        check_labels(
+            getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), data.num_classes, split
         )
 
 
@@ -150,14 +191,31 @@ def check_data_options(options: DataOptions) -> None:
     check_dataset_args(**keywords_for(check_dataset_args, options))
 
 
-def check_dataset_args(name: str, val_fraction: float, limit_train: int | None) -> None:
+def check_dataset_args(
+    name: str, val_fraction: float, limit_train: int | None, options: Mapping | None = None
+) -> None:
     """The checks :func:`load_dataset` makes before reading anything."""
     if name not in DATASETS:
         raise ValueError(f"`name` (={name!r}) must be one of {DATASETS}")
+    takes = _generator_arguments(name)
+    unknown = sorted(set(options or {}) - set(takes))
+    if unknown:
+        raise ValueError(
+            f"`options` has {', '.join(map(repr, unknown))}, which dataset "
+            f"{name!r} does not take; it takes: {', '.join(takes) or 'nothing'}"
+        )
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"`val_fraction` (={val_fraction}) must be in [0, 1)")
     if limit_train is not None and not limit_train >= 1:
         raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
+
+
+def _generator_arguments(name: str) -> tuple[str, ...]:
+    """The ``options`` dataset ``name`` takes (its generator's keywords; none for files)."""
+    if name == "mnist1d":  # its keywords are the generator package's arguments
+        return tuple(MNIST1D_DEFAULTS)
+    generator = {"digits": digits, "shapes": shapes}.get(name)
+    return tuple(inspect.signature(generator).parameters) if generator else ()
 
 
 def _split_validation(x, y, fraction: float, seed: int):
@@ -234,9 +292,7 @@ def load_dataset(
     >>> d.input_shape, len(d.x_test), d.num_classes
     ((8, 8, 1), 360, 10)
     """
-    check_dataset_args(name, val_fraction, limit_train)
-    if name in ("mnist", "fashion_mnist", "cifar10") and options:
-        raise ValueError(f"dataset {name!r} takes no generator options, got {sorted(options)}")
+    check_dataset_args(name, val_fraction, limit_train, options)
     root = Path(root).expanduser()
     if name == "mnist1d":
         arrays = mnist1d(**options)

@@ -105,6 +105,13 @@ class CNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         act = activation(self.activation)
         n_layers = len(self.channels)
+        if n_layers == 0 or any(
+            isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.channels
+        ):
+            raise ValueError(
+                f"`channels` (={list(self.channels)}) must name at least one layer, each "
+                "an int >= 1"
+            )
         kernels = _kernels(self.kernel_size, n_layers)
         expect_rank(x, len(kernels[0]), "CNN")
         strides = _per_layer(self.strides, n_layers, "strides")

@@ -85,6 +85,7 @@ class Conv(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         ks = _kernel_size(self.kernel_size)
         x, unbatched = _batched(jnp.asarray(x), len(ks), "Conv")
+        _check_features(self.features)
         cin = x.shape[-1]
         if cin % self.feature_group_count:
             raise ValueError(
@@ -151,6 +152,7 @@ class ConvTranspose(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         ks = _kernel_size(self.kernel_size)
         x, unbatched = _batched(jnp.asarray(x), len(ks), "ConvTranspose")
+        _check_features(self.features)
         g = self.feature_group_count
         if self.features % g:
             raise ValueError(
@@ -178,3 +180,10 @@ class ConvTranspose(nn.Module):
         if bias is not None:
             y = y + bias
         return y[0] if unbatched else y
+
+
+def _check_features(features: Any) -> None:
+    """A layer's output channels: a positive int (0 would make an empty kernel whose
+    initialiser divides by its fan)."""
+    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+        raise ValueError(f"`features` (={features!r}) must be an int >= 1")

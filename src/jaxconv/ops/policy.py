@@ -548,6 +548,45 @@ class Plan:
         return "\n".join(self.lines())
 
 
+#: A backend other than ``lax`` materialises the zero-padded input; above this many bytes,
+#: and :data:`PADDING_WASTE` times the input and kernel, the padding is mostly what it would
+#: allocate (a huge dilation under SAME padding), while ``lax`` pads without allocating.
+PADDING_BYTES = 1 << 30
+PADDING_WASTE = 64
+
+
+def padded_input_bytes(p: ConvProblem) -> tuple[int, int]:
+    """Bytes of the zero-padded (and input-dilated) input a sliding window, FFT or
+    Winograd backend builds, and bytes of the input and kernel themselves."""
+    itemsize = jnp.dtype(p.dtype).itemsize
+    channels = p.in_channels * p.groups
+    extent = [max((s - 1) * d + 1 + lo + hi, 0)
+              for s, d, (lo, hi) in zip(p.spatial, p.input_dilation, p.pads)]  # fmt: skip
+    padded = p.batch * math.prod(extent) * channels * itemsize
+    data = (p.batch * p.positions * channels + p.taps * p.in_channels * p.out_channels) * itemsize
+    return padded, data
+
+
+def _padding_dominates(p: ConvProblem) -> str | None:
+    """Why only ``lax`` should compute ``p`` (None when any backend may)."""
+    if len(p.spatial) != len(p.kernel_size):
+        return None
+    padded, data = padded_input_bytes(p)
+    if padded <= PADDING_BYTES or padded <= PADDING_WASTE * data:
+        return None
+    return (
+        f"the zero-padded input would take {_size(padded)} against {_size(data)} of input "
+        "and kernel (padding or dilation far beyond the input); lax pads without allocating"
+    )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
 def plan(p: ConvProblem, backend: str = "auto") -> Plan:
     """How ``p`` is computed under ``backend`` (``"auto"`` or a backend's name).
 
@@ -555,6 +594,11 @@ def plan(p: ConvProblem, backend: str = "auto") -> Plan:
     >>> grouped.form, grouped.inner.backend, grouped.inner.method
     ('by groups', 'window', 'batch-chunked im2col')
     """
+    too_big = _padding_dominates(p)
+    if too_big is not None and backend == "auto":
+        return Plan(DIRECT, "lax", too_big, problem=p)
+    if too_big is not None and backend != "lax":
+        raise ValueError(f"`backend` (={backend!r}) cannot compute this convolution: {too_big}")
     form, why = select_form(p, backend)
     if form != DIRECT:
         inner = plan(_inner_problem(p, form), backend)

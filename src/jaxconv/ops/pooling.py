@@ -25,6 +25,7 @@ start inside the input or the left padding (else one fewer output), as PyTorch.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -178,6 +179,9 @@ def max_pool(
     >>> max_pool(x, 2)[0, :, 0].tolist(), max_pool(x, 2, ceil_mode=True)[0, :, 0].tolist()
     ([5.0, 4.0], [5.0, 4.0, 3.0])
     """
+    x = V.check_array(x, "x")
+    if jnp.iscomplexobj(x):  # complex numbers have no order
+        raise TypeError(f"`x` (dtype {x.dtype}) must be real: max and min pooling compare values")
     x, g = _front(x, layout, backend, window, stride, padding, dilation, ceil_mode)
     return _back(_reduce(x, "max", g, backend), layout)
 
@@ -290,8 +294,13 @@ def lp_pool(
     >>> lp_pool(jnp.array([3.0, 4.0]).reshape(1, 2, 1), 2)[0, 0, 0].item()
     5.0
     """
-    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or norm_type <= 0:
-        raise ValueError(f"`norm_type` (={norm_type!r}) must be a positive number")
+    if (
+        isinstance(norm_type, bool)
+        or not isinstance(norm_type, (int, float))
+        or not math.isfinite(norm_type)
+        or norm_type <= 0
+    ):
+        raise ValueError(f"`norm_type` (={norm_type!r}) must be a positive finite number")
     x, g = _front(x, layout, backend, window, stride, padding, dilation, ceil_mode)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))

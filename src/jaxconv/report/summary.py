@@ -96,6 +96,38 @@ def _json_object(path: Path) -> dict | None:
     return loaded
 
 
+#: result.json's numbers: each a finite real number in its range, or null. Losses and
+#: times beyond 1e15 occur in no run (and 1e308 overflows a sum of two).
+NUMBER_RANGES = {
+    "test_accuracy": (0.0, 1.0),
+    "val_accuracy": (0.0, 1.0),
+    "test_loss": (0.0, 1e15),
+    "wall_seconds": (0.0, 1e15),
+}
+
+
+def _check_result(result: dict, path: Path) -> None:
+    """CorruptFile when result.json's fields are not what jaxconv writes: the status a
+    string, the overrides a list of strings, the numbers finite and in range."""
+
+    def corrupt(why: str) -> CorruptFile:
+        return CorruptFile(f"{path} is corrupt ({why})")
+
+    status = result.get("status")
+    if status is not None and status not in (OK, FAILED, INTERRUPTED, RUNNING):
+        raise corrupt(f"status {json.dumps(status)} is none of ok, failed, interrupted, running")
+    overrides = result.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise corrupt(f"overrides {json.dumps(overrides)} is not a list of strings")
+    for key, (lo, hi) in NUMBER_RANGES.items():
+        value = result.get(key)
+        if value is None:
+            continue
+        real = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not real or not math.isfinite(value) or not lo <= value <= hi:
+            raise corrupt(f"{key} {json.dumps(value)} is not a finite number in [{lo:g}, {hi:g}]")
+
+
 def _overrides(job: Path) -> list[str]:
     path = RunDir(job).hydra / "overrides.yaml"
     if not path.exists():
@@ -121,6 +153,7 @@ def _read_job(job: Path) -> Run:
             run.overrides = list(refusal.get("overrides") or run.overrides)
             run.problem = f"{REFUSED}: {refusal.get('error', '(no reason recorded)')}"
         run.result = _json_object(files.result) or {}
+        _check_result(run.result, files.result)
         run.overrides = run.overrides or list(run.result.get("overrides", []))
         run.curves = _curves(files.metrics)
     except CorruptFile as err:

@@ -3,6 +3,8 @@
 from jaxconv.train.checkpoint import CheckpointError as CheckpointError
 from jaxconv.train.checkpoint import Checkpoints as Checkpoints
 from jaxconv.train.checkpoint import silence_failed_reads as silence_failed_reads
+from jaxconv.train.faults import MachineFault as MachineFault
+from jaxconv.train.faults import machine_fault as machine_fault
 from jaxconv.train.host_memory import reuse_host_memory as reuse_host_memory
 from jaxconv.train.loggers import CsvLogger as CsvLogger
 from jaxconv.train.loggers import Logger as Logger

@@ -15,6 +15,8 @@ import contextlib
 import gc
 import json
 import logging
+import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ import orbax.checkpoint as ocp
 from jaxconv._atomic import write_text_atomic
 from jaxconv._errors import first_line
 from jaxconv.run_layout import RunDir
+from jaxconv.train.faults import MachineFault, machine_fault
 from jaxconv.train.state import TrainState, params_sha256
 
 
@@ -114,11 +117,14 @@ def _quiet_read_logs() -> Iterator[None]:
 
 
 class _FailedReadFilter(logging.Filter):
-    """Drops asyncio's "... exception was never retrieved" records of TensorStore reads."""
+    """Drops asyncio's "... exception was never retrieved" records of TensorStore reads
+    and Orbax writes (a failed save is reported by :meth:`Checkpoints.save` in one line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("never retrieved" in message and "tensorstore" in message)
+        return not (
+            "never retrieved" in message and ("tensorstore" in message or "orbax" in message)
+        )
 
 
 def silence_failed_reads() -> None:
@@ -151,6 +157,22 @@ def silence_failed_reads() -> None:
     )
 
 
+def _identity(path: Path | int) -> tuple[int, int] | None:
+    """The (device, inode) of ``path`` (or of an open descriptor)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _open_dir(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # made later, by the first save
+        return None
+
+
 class Checkpoints:
     """``run_dir/checkpoints/last`` keeps ``keep`` latest; ``.../best`` keeps the best.
 
@@ -161,6 +183,10 @@ class Checkpoints:
 
     def __init__(self, run_dir: Path, keep: int = 3):
         self.base = RunDir(Path(run_dir).absolute()).checkpoints
+        self.manifest = self.base / "manifest"  # made by the first save (not by a refusal)
+        # the folders the managers make now; those still empty at close go again
+        self._made = [p for p in (self.base / "last", self.base / "best", self.manifest,
+                                  self.base) if not p.exists()]  # fmt: skip
         options = dict(enable_async_checkpointing=False, create=True)
         handler = ocp.StandardCheckpointHandler  # lets a new process read a step's metadata
         self.last = ocp.CheckpointManager(
@@ -173,9 +199,10 @@ class Checkpoints:
             item_handlers=handler(),
             options=ocp.CheckpointManagerOptions(max_to_keep=1, **options),
         )
-        self.manifest = self.base / "manifest"
-        self.manifest.mkdir(parents=True, exist_ok=True)
+        # held open so the directory's inode is never reused: removed, it has no links
+        self._run_dir_fd = _open_dir(self.base.parent)
         self.best_metric = -np.inf
+        self._swept = False
 
     def _record(self, which: str, step: int, digest: str, extras: dict | None) -> None:
         if jax.process_index() != 0:  # Orbax saved collectively; the manifest is one file
@@ -186,6 +213,7 @@ class Checkpoints:
                 k: {"dtype": str(np.asarray(v).dtype), "values": np.asarray(v).tolist()}
                 for k, v in extras.items()
             }
+        self.manifest.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.manifest / f"{which}-{step}.json", json.dumps(payload))
 
     def save(
@@ -194,14 +222,44 @@ class Checkpoints:
         step = int(state.step)
         digest = params_sha256(state.params)
         tree = _pytree(state)
-        if self.last.latest_step() != step:
-            self.last.save(step, args=ocp.args.StandardSave(tree))
-            self._record("last", step, digest, extras)
-        if metric is not None and metric > self.best_metric:
-            self.best_metric = metric
-            if self.best.latest_step() != step:
-                self.best.save(step, args=ocp.args.StandardSave(tree))
-                self._record("best", step, digest, extras)
+        self._check_run_dir()
+        if not self._swept:  # what a killed run's unfinished save left
+            self.remove_partial()
+            self._swept = True
+        try:
+            if self.last.latest_step() != step:
+                self.last.save(step, args=ocp.args.StandardSave(tree))
+                self._record("last", step, digest, extras)
+            if metric is not None and metric > self.best_metric:
+                self.best_metric = metric
+                if self.best.latest_step() != step:
+                    self.best.save(step, args=ocp.args.StandardSave(tree))
+                    self._record("best", step, digest, extras)
+        except Exception as err:  # a full disk, a removed directory: the earlier steps stay
+            self.remove_partial()
+            self._check_run_dir()
+            fault = machine_fault(err, self.base.parent, writing_run_dir=True)
+            if fault is None:
+                raise
+            raise MachineFault(f"{fault} (saving the checkpoint of step {step})") from err
+
+    def _check_run_dir(self) -> None:
+        """:class:`MachineFault` when the run directory was removed (Orbax would make the
+        path again, and a run would go on into a directory without its records)."""
+        if self._run_dir_fd is None:
+            return
+        removed = os.fstat(self._run_dir_fd).st_nlink == 0
+        if removed or _identity(self.base.parent) != _identity(self._run_dir_fd):
+            raise MachineFault(f"run directory {self.base.parent} was removed during the run")
+
+    def remove_partial(self) -> None:
+        """Remove what unfinished saves left (Orbax's ``*.orbax-checkpoint-tmp*`` folders):
+        a resume never sees them, and they hold no step."""
+        if jax.process_index() != 0:
+            return
+        for folder in (self.base / "last", self.base / "best"):
+            for partial in folder.glob("*.orbax-checkpoint-tmp*") if folder.is_dir() else ():
+                shutil.rmtree(partial, ignore_errors=True)
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()
@@ -269,5 +327,13 @@ class Checkpoints:
         return {k: np.asarray(v["values"], dtype=v["dtype"]) for k, v in extras.items()}
 
     def close(self) -> None:
+        """Close the managers; a run that saved no step leaves no empty folders."""
         self.last.close()
         self.best.close()
+        if self._run_dir_fd is not None:
+            os.close(self._run_dir_fd)
+            self._run_dir_fd = None
+        if jax.process_index() == 0:
+            for folder in self._made:
+                with contextlib.suppress(OSError):  # not empty, or already gone
+                    folder.rmdir()

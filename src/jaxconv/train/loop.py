@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from jaxconv._options import option
 from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
 from jaxconv.data.batching import eval_batches
+from jaxconv.data.datasets import check_dataset, check_labels
 from jaxconv.run_layout import METRICS_FIELDS, RunDir, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train import parallel
 from jaxconv.train.checkpoint import Checkpoints
@@ -60,6 +61,7 @@ def evaluate(
     and its padding masked out. With several processes every process passes the same
     ``(x, y)`` and holds only its rows of each batch.
     """
+    check_labels(x, y, split="evaluated")
     if len(x) == 0:
         return {"loss": float("nan"), "accuracy": float("nan")}
     mesh = parallel.mesh_of(state.params)
@@ -329,10 +331,15 @@ def fit(
     ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
     buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
     initial = create_state(model, data.x_train, optimizer, o.seed, o.compute_dtype)
-    state, history = _restore(parallel.replicate(initial, mesh), ckpt, buffer, o.resume)
     stop = _stop_poll(should_stop)
-    if stop(state):  # asked to stop before anything was written
-        raise Interrupted(stop(state), None, False)
+    try:
+        state, history = _restore(parallel.replicate(initial, mesh), ckpt, buffer, o.resume)
+        if stop(state):  # asked to stop before anything was written
+            raise Interrupted(stop(state), None, False)
+    except BaseException:
+        if ckpt is not None:  # a refused resume leaves no folder the managers made
+            ckpt.close()
+        raise
     if on_start is not None:
         on_start()
     loggers = _started(loggers, run_dir, int(state.step), history.rows)
@@ -345,6 +352,7 @@ def fit(
 def _checked(data: Dataset, o: FitOptions, run_dir) -> tuple[int, Any]:
     """The checks :func:`fit` makes before it builds anything: the total steps and the mesh."""
     check_fit_options(o)
+    check_dataset(data)
     total = total_steps(len(data.x_train), o)
     if total < 1:
         raise ValueError(
