@@ -34,7 +34,7 @@ from jaxconv.app.rundir import (
     previous_result,
 )
 from jaxconv.app.tracking import hydra_names
-from jaxconv.app.train import train
+from jaxconv.app.train import RUN_LOG, train
 from jaxconv.run_layout import FAILED, RunDir
 from jaxconv.train import Diverged, Interrupted, MachineFault, parallel
 from jaxconv.train.checkpoint import silence_failed_reads
@@ -122,9 +122,12 @@ class _RunLog(logging.FileHandler):
 
 
 def _log_to_file(run_dir: Path, job_name: str) -> logging.Handler:
+    """``<job>.log`` in the run directory: the run's own lines (``jaxconv.run``: the
+    dataset, each evaluation, the outcome or the error) and every library's warnings."""
     handler = _RunLog(run_dir / f"{job_name}.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    logging.getLogger().addHandler(handler)
+    for name in ("", RUN_LOG.name):
+        logging.getLogger(name).addHandler(handler)
     return handler
 
 
@@ -159,12 +162,14 @@ def _task(cfg: DictConfig, backend: BackendStart) -> float:
         return job.failed(err, hydra_cfg.job.get("num"))
     finally:
         for handler in handlers:
-            logging.getLogger().removeHandler(handler)
+            for name in ("", RUN_LOG.name):
+                logging.getLogger(name).removeHandler(handler)
             handler.close()
 
 
 def _say(message: str) -> None:
     print(f"jaxconv-train: {message}", file=sys.stderr, flush=True)
+    RUN_LOG.error(message)  # the run's log, when the run was accepted
 
 
 class _Job:

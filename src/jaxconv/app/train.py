@@ -5,6 +5,7 @@ sweep job and the exit status, is :mod:`jaxconv.app.task`."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -84,6 +85,8 @@ def train(
         record.extend(extended)
         loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
         loggers.insert(0, _Watch(hold, run_dir))
+        if record.primary:
+            loggers.append(_LogRows())
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
             hold.keep = True  # the lock file stays with the run
@@ -91,7 +94,7 @@ def train(
             if record.primary and on_accept is not None:
                 on_accept(run_dir)
             if record.primary:
-                print(prepared.dataset.summary(), flush=True)
+                announce(prepared.dataset.summary())
 
         try:
             model, data, tx = prepared.model, prepared.dataset, prepared.optimizer
@@ -112,7 +115,7 @@ def train(
     result = record.finish(**values)
     tracking.finish_all(loggers, result["status"], run_dir)
     if record.primary:
-        print(_outcome(result, run_dir), flush=True)
+        announce(_outcome(result, run_dir))
     return result
 
 
@@ -122,6 +125,34 @@ def _outcome(result: dict, run_dir: Path) -> str:
         f"after {result['steps']} steps in {result['wall_seconds']:.1f} s; "
         f"run directory: {run_dir}"
     )
+
+
+#: The run's own records (the dataset, every evaluation, the outcome): the job's log file
+#: (``train.log``, :mod:`jaxconv.app.task`) holds them; the console gets them by print.
+RUN_LOG = logging.getLogger("jaxconv.run")
+RUN_LOG.propagate = False  # printed already: the console's handler would repeat them
+RUN_LOG.setLevel(logging.INFO)
+RUN_LOG.addHandler(logging.NullHandler())  # without a run's file: nowhere (not stderr)
+
+
+def announce(message: str) -> None:
+    """A line of the run for the console and the run's log."""
+    print(message, flush=True)
+    RUN_LOG.info(message)
+
+
+class _LogRows(Logger):
+    """Every evaluation's rows into the run's log, one line each."""
+
+    def start(self, step: int, history=None) -> None:
+        RUN_LOG.info("training from step %d", step)
+
+    def log(self, rows, params=None) -> None:
+        for r in rows:
+            RUN_LOG.info(
+                "step %s epoch %s %s: loss %.4f accuracy %.4f",
+                r["step"], r["epoch"], r["split"], r["loss"], r["accuracy"],
+            )  # fmt: skip
 
 
 class _Watch(Logger):

@@ -4,29 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from jaxconv._figure import subplots
-from jaxconv.run_layout import RunDir, read_metrics
+from jaxconv.run_layout import RunDir, read_json, read_metrics
+
+#: How each split is drawn: train and val as lines with a marker on every evaluation (a
+#: run shorter than ``eval_every`` has one point, which a bare line would not show).
+STYLES = {"train": "-o", "val": "--s", "test": "D"}
 
 
-def plot_learning_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """``learning_curves.png``: loss and accuracy per split against step, from metrics.csv."""
+def learning_curves_figure(run_dir: str | Path) -> Figure:
+    """Loss and accuracy per split against step, from the run's metrics.csv; the title
+    names the model and the dataset (result.json's), or the directory without them."""
     run_dir = Path(run_dir)
     rows = read_metrics(RunDir(run_dir).metrics)
     fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 3.8))
-    for split, style in (("train", "-"), ("val", "--"), ("test", "o")):
+    for split, style in STYLES.items():
         part = [r for r in rows if r["split"] == split]
         if not part:
             continue
         steps = [r["step"] for r in part]
-        ax_loss.plot(steps, [r["loss"] for r in part], style, label=split)
-        ax_acc.plot(steps, [r["accuracy"] for r in part], style, label=split)
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            ax.plot(steps, [r[key] for r in part], style, markersize=4, label=split)
     ax_loss.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
     ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(run_dir.name)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    result = read_json(RunDir(run_dir).result) or {}
+    model, data = result.get("model"), result.get("data")
+    fig.suptitle(f"{model} on {data}" if model and data else run_dir.name)
     fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """``learning_curves.png`` (:func:`learning_curves_figure`) in the run directory."""
     out = Path(out) if out else RunDir(run_dir).plot("learning_curves")
-    fig.savefig(out, dpi=110)
+    learning_curves_figure(run_dir).savefig(out, dpi=110)
     return out

@@ -14,12 +14,14 @@ import dataclasses
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 import yaml
+from matplotlib.figure import Figure
 
 from jaxconv._figure import subplots
 from jaxconv.run_layout import (
@@ -290,28 +292,51 @@ def problems(runs: list[Run], sweep_dir: Path) -> list[str]:
     ]
 
 
-def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
-    fig, ax = subplots(figsize=(max(5, 1.2 * len(rows) + 2), 4))
+def _wrapped(config: str, width: int = 32) -> str:
+    """A configuration's overrides, one per line, long ones wrapped: readable as a tick
+    label or a legend entry however long the override names are."""
+    return "\n".join(
+        textwrap.fill(part, width, break_on_hyphens=False) for part in config.split(" ")
+    )
+
+
+def summary_figure(rows: list[dict], metric: str) -> Figure:
+    """One horizontal bar per configuration from zero (the best in orange) with its
+    spread over seeds; the configurations label the bars."""
+    labels = [_wrapped(r["config"]) for r in rows]
+    height = max(2.5, 0.35 * sum(label.count("\n") + 1 for label in labels) + 1.2)
+    fig, ax = subplots(figsize=(8, height))
     means = [r[f"{metric}_mean"] for r in rows]
     stds = [r[f"{metric}_std"] for r in rows]
     colors = ["tab:orange" if r.get("best") else "tab:blue" for r in rows]
-    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
-    ax.set_xticks(range(len(rows)), [r["config"].replace(" ", "\n") for r in rows], fontsize=7)
-    ax.set_ylabel(metric)
-    finite = [m - s for m, s in zip(means, stds) if not math.isnan(m)]
-    if finite and metric.endswith("accuracy"):
-        ax.set_ylim(max(0.0, min(finite) - 0.05), 1.0)
-    ax.grid(axis="y", alpha=0.3)
+    positions = range(len(rows))
+    ax.barh(positions, means, xerr=stds, capsize=4, color=colors, left=0)
+    ax.set_yticks(positions, labels, fontsize=7)
+    ax.invert_yaxis()  # the first configuration on top, as in summary.md
+    ax.set_xlabel(metric)
+    finite = [m + s for m, s in zip(means, stds) if not math.isnan(m)]
+    if metric.endswith("accuracy"):
+        ax.set_xlim(0.0, 1.0)
+    elif finite:
+        ax.set_xlim(0.0, max(finite) * 1.1 or 1.0)
+    ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"{metric}: mean ± std over seeds")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    return fig
 
 
-def plot_curves(runs: list[Run], out: Path) -> None:
-    """Training and validation accuracy against step; one colour per configuration."""
+def plot_summary(rows: list[dict], out: Path, metric: str) -> None:
+    summary_figure(rows, metric).savefig(out, dpi=110)
+
+
+def curves_figure(runs: list[Run]) -> Figure:
+    """Training and validation accuracy against step, one colour per configuration, a
+    marker on every evaluation (a run shorter than ``eval_every`` has one); the legend
+    below the axes, its entries wrapped."""
     configs = sorted({r.config for r in runs})
     cmap = matplotlib.colormaps["tab10"]
     fig, axes = subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig.set_layout_engine("constrained")  # makes room for the legend below
     for ax, split, title in (
         (axes[0], "train", "training accuracy (batches since the last eval)"),
         (axes[1], "val", "validation accuracy"),
@@ -320,25 +345,26 @@ def plot_curves(runs: list[Run], out: Path) -> None:
             members = [r for r in runs if r.config == config and r.curves.get(split)]
             for j, run in enumerate(members):
                 steps, acc = zip(*run.curves[split])
-                ax.plot(
-                    steps,
-                    acc,
-                    color=cmap(i % 10),
-                    alpha=0.8,
-                    lw=1.2,
-                    label=config if j == 0 else None,
-                )
+                ax.plot(steps, acc, "-o", color=cmap(i % 10), alpha=0.8, lw=1.2, markersize=3,
+                        label=_wrapped(config, 40) if j == 0 else None)  # fmt: skip
         ax.set(xlabel="step", title=title)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(
-                0.5, 0.5, f"no {split} rows in metrics.csv", ha="center", transform=ax.transAxes
-            )
+        if not ax.get_lines():
+            ax.text(0.5, 0.5, f"no {split} rows in metrics.csv", ha="center",
+                    transform=ax.transAxes)  # fmt: skip
     axes[0].set_ylabel("accuracy")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    handles, labels = axes[1].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)),
+                   fontsize=7)  # fmt: skip
+    return fig
+
+
+def plot_curves(runs: list[Run], out: Path) -> None:
+    """curves.png: :func:`curves_figure`, the legend kept inside the saved image."""
+    curves_figure(runs).savefig(out, dpi=110, bbox_inches="tight")
 
 
 def summarize(
