@@ -10,6 +10,7 @@ set in :func:`main` alone.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -253,6 +254,10 @@ class RunDirGuard(Callback):
 def main() -> None:
     """Console entry point (``jaxconv-train``, ``python -m jaxconv``): the process-wide
     settings the command needs, then Hydra's command line."""
+    # a tracking server that goes away mid-run costs seconds, not MLflow's minutes of
+    # retries (its requests read these; a user's own settings win)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in QUIET_LOGGERS:

@@ -12,16 +12,29 @@ a multirun (one experiment per sweep), else after the run directory's parent
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from jaxconv._atomic import unwritable
+from jaxconv._errors import first_line
 from jaxconv.app.errors import ConfigError
 from jaxconv.run_layout import RunDir
-from jaxconv.train.loggers import CsvLogger, MissingExtra, MLflowLogger, TensorBoardLogger, require
+from jaxconv.train.loggers import (
+    CsvLogger,
+    Logger,
+    MissingExtra,
+    MLflowLogger,
+    TensorBoardLogger,
+    require,
+)
 
 
 def chosen(cfg: DictConfig) -> list[str]:
@@ -38,6 +51,87 @@ def check_installed(cfg: DictConfig) -> None:
             require(name)
         except MissingExtra as err:
             raise ConfigError(str(err)) from None
+
+
+#: Seconds a tracking server has to answer before a run is refused.
+SERVER_TIMEOUT = 5
+
+
+def check_tracking_store(cfg: DictConfig) -> None:
+    """With ``logger=mlflow``, the tracking store answers, before anything is written: a
+    server answers HTTP within :data:`SERVER_TIMEOUT` seconds, a sqlite file can be made
+    where it is named, and the URI is not MLflow's retired file store. One
+    :class:`ConfigError` line otherwise (MLflow itself would retry for minutes)."""
+    if "mlflow" not in chosen(cfg):
+        return
+    given = cfg.logger.get("tracking_uri")
+    uri = given or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    where = f"logger.tracking_uri (={uri})" if given else f"MLFLOW_TRACKING_URI (={uri})"
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme in ("http", "https"):
+        problem = _server_problem(uri)
+    elif scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+        problem = unwritable(path.parent) if path is not None and path.name else None
+    elif scheme in ("", "file"):
+        problem = (
+            "names MLflow's file store, which MLflow has retired: use a database "
+            "(sqlite:///PATH/mlflow.db) or a server (http://HOST:PORT)"
+        )
+    else:
+        problem = None  # another database: MLflow says what is wrong with it
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+
+
+def _server_problem(uri: str) -> str | None:
+    """Why the MLflow server at ``uri`` cannot be used (None: it answered)."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=SERVER_TIMEOUT):
+            return None
+    except urllib.error.HTTPError:  # it answered, if not on /health: a server is there
+        return None
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return (
+            f"no MLflow server answered within {SERVER_TIMEOUT} s ({reason}); start it "
+            "(mlflow server) or choose another store"
+        )
+
+
+class Guarded(Logger):
+    """A tracking logger whose failure mid-run (a server gone away) does not stop the
+    run: it is reported once, the logger is dropped, and :attr:`failure` says why
+    (result.json records it); metrics.csv and the checkpoints go on."""
+
+    def __init__(self, inner: Logger):
+        self.inner, self.failure = inner, None
+
+    def _call(self, method: str, *args) -> None:
+        if self.failure is not None:
+            return
+        try:
+            getattr(self.inner, method)(*args)
+        except Exception as err:  # noqa: BLE001 (any writer's error)
+            self.failure = f"{type(self.inner).__name__} stopped: {first_line(err)}"
+            print(f"jaxconv-train: warning: {self.failure}; the run goes on without it",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    def start(self, step, history=None) -> None:
+        self._call("start", step, history)
+
+    def log(self, rows, params=None) -> None:
+        self._call("log", rows, params)
+
+    def finish(self, status="ok", files=()) -> None:
+        self._call("finish", status, files)
+
+
+def failures(loggers: list) -> list[str]:
+    """What the run's tracking loggers reported when they stopped (result.json's
+    ``logger_errors``)."""
+    return [lg.failure for lg in loggers if isinstance(lg, Guarded) and lg.failure]
 
 
 def make_loggers(
@@ -64,13 +158,13 @@ def make_loggers(
     loggers = [CsvLogger(files.metrics)]
     if log.tensorboard:
         loggers.append(
-            TensorBoardLogger(
+            Guarded(TensorBoardLogger(
                 run_dir, hparams=hparams, learning_rate=learning_rate, filters=log.filters
-            )
-        )
+            ))
+        )  # fmt: skip
     if log.mlflow:
         loggers.append(
-            MLflowLogger(
+            Guarded(MLflowLogger(
                 log.tracking_uri,
                 log.experiment or experiment or run_dir.resolve().parent.name,
                 run_name=run_name or run_dir.name,
@@ -78,8 +172,8 @@ def make_loggers(
                 tags={"jaxconv.run_dir": str(run_dir.resolve()), **(tags or {})},
                 learning_rate=learning_rate,
                 run_file=files.mlflow_run,
-            )
-        )
+            ))
+        )  # fmt: skip
         # mlflow sets its own logger to INFO when imported (above): its database setup
         # chatter stays out of the run's output
         logging.getLogger("mlflow").setLevel(logging.WARNING)

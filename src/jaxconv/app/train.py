@@ -112,7 +112,8 @@ def train(
             if fault is None or fault is err:
                 raise
             raise fault from err
-    result = record.finish(**values)
+    stopped = tracking.failures(loggers)
+    result = record.finish(**values, **({"logger_errors": stopped} if stopped else {}))
     tracking.finish_all(loggers, result["status"], run_dir)
     if record.primary:
         announce(_outcome(result, run_dir))

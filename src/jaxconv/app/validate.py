@@ -18,7 +18,7 @@ import jaxconv
 from jaxconv.app.build import fit_options
 from jaxconv.app.config import group_options, unknown_keys
 from jaxconv.app.errors import ConfigError, as_config_error
-from jaxconv.app.tracking import check_installed
+from jaxconv.app.tracking import check_installed, check_tracking_store
 from jaxconv.data.datasets import DataOptions, check_data_options
 from jaxconv.train.loop import check_fit_options
 from jaxconv.train.optim import (
@@ -90,6 +90,7 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
     check_installed(cfg)
+    check_tracking_store(cfg)
 
 
 def _library_checks(cfg: DictConfig) -> None:
