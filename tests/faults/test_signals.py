@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -114,3 +116,39 @@ def test_stop_flag_in_python(hydra_compose, tmp_path):
     # after 6 steps
     assert (info.value.step, info.value.saved, info.value.exit_status) == (6, True, 143)
     assert Checkpoints(tmp_path).latest_step() == 6
+
+
+def test_signals_while_stopping_never_print_a_traceback(tmp_path):
+    """A SIGINT, then more every few milliseconds until the process ends: they land in the
+    checkpoint, in the record, in the interpreter's shutdown (atexit, __del__), wherever.
+    One line, exit 130, the run recorded as interrupted, never a traceback."""
+    run_dir = tmp_path / "run"
+    proc = start_cli(
+        [*TINY, "trainer.max_steps=3000", "trainer.eval_every=5", f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def keep_interrupting():
+        while proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                return
+            time.sleep(0.01)
+
+    try:
+        wait_for_checkpoint(run_dir, 5)
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.03)
+        threading.Thread(target=keep_interrupting, daemon=True).start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    (line,) = error_lines(err)
+    assert line.startswith("jaxconv-train: interrupted")
+    assert result(run_dir)["status"] == "interrupted"

@@ -252,3 +252,38 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
     assert result["status"] == "interrupted"
     step = int(result["error"].split("step ")[1].split()[0].rstrip(";,:"))
     assert (run_dir / "checkpoints" / "last" / str(step)).is_dir()
+
+
+def test_a_lone_process_told_there_are_two_is_one_line(tmp_path):
+    """No second process ever comes: JAX's coordination service aborts the process; the
+    watcher (jaxconv.app.supervise) says so in one line, exit 2, nothing written."""
+    port = free_port()
+    keys = [f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2",
+            "distributed.process_id=0", "distributed.timeout_seconds=10"]  # fmt: skip
+    proc = cli([*ARGS, *keys, "hydra.run.dir=run"], tmp_path, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "jaxconv-train: error: jax.distributed could not start: not every process of the run "
+        "came within distributed.timeout_seconds, and JAX's coordination service stopped this "
+        "one; nothing was written"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_peer_leaves_the_survivor_failed_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    longer = [*ARGS, "trainer.max_steps=3000", "trainer.eval_every=10",
+              "distributed.timeout_seconds=10"]  # fmt: skip
+    procs = start(longer, run_dir, explicit=True)
+    try:
+        wait_for_checkpoint(run_dir, 20, timeout=240)
+        procs[1].kill()  # its watcher: the kernel kills the job under it too
+        (code, _, stderr), _ = finish(procs, timeout=180)
+    finally:
+        for p in procs:
+            p.kill()
+    assert code == 1, stderr[-3000:]
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("jaxconv-train: error: another process of the run stopped answering")
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "failed" and "stopped answering" in record["error"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from jaxconv.app import supervise
 from jaxconv.app.config import register, task_config
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart
@@ -139,6 +141,7 @@ def _task(cfg: DictConfig, backend: BackendStart) -> float:
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     made_here = _made_by_this_command(run_dir)
+    supervise.note_run_dir(run_dir, made_here)
     handlers: list[logging.Handler] = []
 
     def on_accept(directory: Path) -> None:
@@ -184,6 +187,8 @@ class _Job:
         """One line for what the user can fix, the exit status for a single run, the worst
         objective for a sweep (which goes on); a signal stops the sweep too."""
         if isinstance(err, (Interrupted, KeyboardInterrupt)):
+            for signum in (signal.SIGINT, signal.SIGTERM):  # stopping already: a further
+                signal.signal(signum, signal.SIG_IGN)  # signal must not raise in shutdown
             if not self.accepted and not self.multirun and self.made_here:
                 _remove_made_dirs(self.run_dir)  # stopped before anything was written
             _say(str(err) if isinstance(err, Interrupted) else "interrupted")
@@ -253,7 +258,10 @@ class RunDirGuard(Callback):
 
 def main() -> None:
     """Console entry point (``jaxconv-train``, ``python -m jaxconv``): the process-wide
-    settings the command needs, then Hydra's command line."""
+    settings the command needs, then Hydra's command line (a run of several processes
+    under a watcher, :mod:`jaxconv.app.supervise`)."""
+    if supervise.wanted(sys.argv[1:]):
+        sys.exit(supervise.run(sys.argv[1:]))
     # a tracking server that goes away mid-run costs seconds, not MLflow's minutes of
     # retries (its requests read these; a user's own settings win)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

@@ -38,6 +38,7 @@ from jaxconv.train import (
     params_sha256,
     stop_on_signals,
 )
+from jaxconv.train.faults import peer_fault
 from jaxconv.train.parallel import DistributedOptions
 from jaxconv.train.plots import plot_feature_maps, plot_filters
 from jaxconv.train.state import variables_of
@@ -108,6 +109,8 @@ def train(
                 raise
             fault = _Watch(hold, run_dir).fault() if isinstance(err, Exception) else None
             fault = fault or (machine_fault(err, run_dir) if isinstance(err, Exception) else None)
+            if fault is None and isinstance(err, Exception) and jax.process_count() > 1:
+                fault = peer_fault(err)
             tracking.finish_all(loggers, record.finish(fault or err)["status"], run_dir)
             if fault is None or fault is err:
                 raise

@@ -75,3 +75,16 @@ def machine_fault(
         quoted = next((first_line(e) for e in errors if str(e).strip()), type(err).__name__)
         return MachineFault(f"out of memory while compiling or running the step ({quoted})")
     return None
+
+
+#: What a collective or the coordination service says when another process is gone.
+_PEER_GONE = ("Gloo", "Connection reset by peer", "coordination service", "heartbeat")
+
+
+def peer_fault(err: BaseException) -> MachineFault | None:
+    """The :class:`MachineFault` of a multi-process run whose peer died or stopped
+    answering (a collective failed on its connection), from any error in ``err``'s chain."""
+    for e in _chain(err):
+        if any(mark in str(e) for mark in _PEER_GONE):
+            return MachineFault(f"another process of the run stopped answering ({first_line(e)})")
+    return None
