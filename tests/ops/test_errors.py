@@ -178,7 +178,7 @@ K = jnp.ones((3, 3, 4, 6))
         (
             lambda: jaxconv.lp_pool(X, 2, norm_type=0),
             ValueError,
-            r"`norm_type` \(=0\) must be a positive number",
+            r"`norm_type` \(=0\) must be a positive finite number",
         ),
         (
             lambda: jaxconv.adaptive_avg_pool(X, (2, 2, 2)),

@@ -73,10 +73,11 @@ def check_tracking_store(cfg: DictConfig) -> None:
     elif scheme == "sqlite":
         path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
         problem = unwritable(path.parent) if path is not None and path.name else None
-    elif scheme in ("", "file"):
+    elif scheme in ("", "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "") != "true":
         problem = (
             "names MLflow's file store, which MLflow has retired: use a database "
-            "(sqlite:///PATH/mlflow.db) or a server (http://HOST:PORT)"
+            "(sqlite:///PATH/mlflow.db) or a server (http://HOST:PORT), or set "
+            "MLFLOW_ALLOW_FILE_STORE=true as MLflow asks"
         )
     else:
         problem = None  # another database: MLflow says what is wrong with it

@@ -70,12 +70,7 @@ def train(
       Interrupted: SIGINT or SIGTERM (a checkpoint is saved between two steps).
     """
     start, run_dir, backend = time.perf_counter(), Path(run_dir), backend or BackendStart()
-    validate(cfg)
-    # jax.distributed installs its own SIGTERM handler (a preemption notice): start it
-    # before ours, which must be the one that sees SIGTERM
-    parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
-    backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
-    start_backend()
+    _start(cfg, backend)
     if cfg.trainer.resume and (done := finished_run(run_dir, task_config(cfg))) is not None:
         if parallel.is_primary():
             print(_finished(done, run_dir), flush=True)
@@ -84,10 +79,7 @@ def train(
         prepared, extended = _checked_by_all(cfg, run_dir)
         record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
         record.extend(extended)
-        loggers = _loggers(cfg, run_dir, prepared, names) if record.primary else []
-        loggers.insert(0, _Watch(hold, run_dir))
-        if record.primary:
-            loggers.append(_LogRows())
+        loggers = _loggers(cfg, run_dir, prepared, names, hold, record.primary)
 
         def accept() -> None:  # the checkpoints (if any) restored: from here on we write
             hold.keep = True  # the lock file stays with the run
@@ -105,16 +97,7 @@ def train(
                 raise Interrupted(stop(), int(state.step), saved=True)
             values = _test(cfg, run_dir, prepared, state, history, loggers)
         except BaseException as err:
-            if not record.accepted:
-                raise
-            fault = _Watch(hold, run_dir).fault() if isinstance(err, Exception) else None
-            fault = fault or (machine_fault(err, run_dir) if isinstance(err, Exception) else None)
-            if fault is None and isinstance(err, Exception) and jax.process_count() > 1:
-                fault = peer_fault(err)
-            tracking.finish_all(loggers, record.finish(fault or err)["status"], run_dir)
-            if fault is None or fault is err:
-                raise
-            raise fault from err
+            _record_failure(err, record, loggers, hold, run_dir)  # and raise
     stopped = tracking.failures(loggers)
     result = record.finish(**values, **({"logger_errors": stopped} if stopped else {}))
     tracking.finish_all(loggers, result["status"], run_dir)
@@ -177,6 +160,40 @@ class _Watch(Logger):
             raise fault
 
 
+def _start(cfg: DictConfig, backend: BackendStart) -> None:
+    """The checks of the config values, then ``jax.distributed`` and the backend (a
+    platform that cannot start is one line), before anything is written."""
+    validate(cfg)
+    # jax.distributed installs its own SIGTERM handler (a preemption notice): start it
+    # before ours, which must be the one that sees SIGTERM
+    parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
+    backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
+    start_backend()
+
+
+def _record_failure(err: BaseException, record: RunRecord, loggers, hold, run_dir) -> None:
+    """Record why an accepted run stopped (result.json, the loggers), then raise it: as a
+    one-line :class:`MachineFault` when the machine stopped it. A refusal is raised as is."""
+    if not record.accepted:
+        raise err
+    fault = _fault_of(err, hold, run_dir)
+    tracking.finish_all(loggers, record.finish(fault or err)["status"], run_dir)
+    if fault is None or fault is err:
+        raise err
+    raise fault from err
+
+
+def _fault_of(err: BaseException, hold: Hold, run_dir: Path) -> MachineFault | None:
+    """What stopped an accepted run, when the machine did: its directory removed, a full
+    disk, no memory, or (several processes) a peer that stopped answering."""
+    if not isinstance(err, Exception):  # a second signal
+        return None
+    fault = _Watch(hold, run_dir).fault() or machine_fault(err, run_dir)
+    if fault is None and jax.process_count() > 1:
+        fault = peer_fault(err)
+    return fault
+
+
 def _finished(result: dict, run_dir: Path) -> str:
     return (
         f"nothing to do: {run_dir} holds this run, finished (result.json says ok: test "
@@ -185,9 +202,14 @@ def _finished(result: dict, run_dir: Path) -> str:
     )
 
 
-def _loggers(cfg: DictConfig, run_dir: Path, prepared: Prepared, names) -> list:
+def _loggers(cfg: DictConfig, run_dir: Path, prepared: Prepared, names, hold, primary) -> list:
+    """The watch on the run directory, then process 0's: metrics.csv's, the tracking
+    loggers the config asks for, the run's log."""
+    if not primary:
+        return [_Watch(hold, run_dir)]
     hparams = flatten(task_config(cfg))
-    return tracking.make_loggers(cfg, run_dir, hparams, prepared.schedule, **(names or {}))
+    chosen = tracking.make_loggers(cfg, run_dir, hparams, prepared.schedule, **(names or {}))
+    return [_Watch(hold, run_dir), *chosen, _LogRows()]
 
 
 def _checked_by_all(cfg: DictConfig, run_dir: Path) -> tuple[Prepared, list[dict]]:

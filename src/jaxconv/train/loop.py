@@ -332,14 +332,7 @@ def fit(
     buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
     initial = create_state(model, data.x_train, optimizer, o.seed, o.compute_dtype)
     stop = _stop_poll(should_stop)
-    try:
-        state, history = _restore(parallel.replicate(initial, mesh), ckpt, buffer, o.resume)
-        if stop(state):  # asked to stop before anything was written
-            raise Interrupted(stop(state), None, False)
-    except BaseException:
-        if ckpt is not None:  # a refused resume leaves no folder the managers made
-            ckpt.close()
-        raise
+    state, history = _restored(parallel.replicate(initial, mesh), ckpt, buffer, o.resume, stop)
     if on_start is not None:
         on_start()
     loggers = _started(loggers, run_dir, int(state.step), history.rows)
@@ -388,6 +381,21 @@ def _stop_poll(should_stop: Callable[[], int | None] | None) -> Callable[[Any], 
     if jax.process_count() > 1:
         return parallel.AgreedStop(should_stop)
     return lambda state: should_stop()
+
+
+def _restored(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool,
+              stop) -> tuple[TrainState, History]:  # fmt: skip
+    """:func:`_restore`, then :class:`Interrupted` if asked to stop before anything was
+    written; a refused resume closes the checkpoints (no folder the managers made stays)."""
+    try:
+        state, history = _restore(state, ckpt, buffer, resume)
+        if stop(state):
+            raise Interrupted(stop(state), None, False)
+    except BaseException:
+        if ckpt is not None:
+            ckpt.close()
+        raise
+    return state, history
 
 
 def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool):
