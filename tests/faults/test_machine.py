@@ -243,3 +243,29 @@ def test_a_refused_resume_does_not_make_the_manifest_again(trained, tmp_path):
     assert line.startswith("jaxconv-train: error: no usable checkpoint") and len(fallbacks) == 1
     assert snapshot(run_dir) == before
     assert not os.path.exists(run_dir / "checkpoints" / "manifest")
+
+
+def test_sigterm_before_the_first_checkpoint_leaves_no_partial_files(tmp_path):
+    """SIGTERM as soon as the run is accepted (its result.json says running): the step
+    reached is checkpointed, result.json says interrupted, nothing temporary or empty."""
+    run_dir = tmp_path / "run"
+    proc = start_cli(
+        [*TINY, "trainer.max_steps=300", "trainer.eval_every=100", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "result.json").exists() and time.time() < deadline:
+            time.sleep(0.01)
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    (line,) = error_lines(stderr)
+    assert line.startswith("jaxconv-train: interrupted by SIGTERM")
+    assert result(run_dir)["status"] == "interrupted"
+    assert _leftovers(run_dir) == []
