@@ -11,6 +11,7 @@ from jaxconv.ops import adaptive_max_pool as adaptive_max_pool
 from jaxconv.ops import avg_pool as avg_pool
 from jaxconv.ops import backend_names as backends
 from jaxconv.ops import conv as conv
+from jaxconv.ops import conv_general_dilated as conv_general_dilated
 from jaxconv.ops import conv_transpose as conv_transpose
 from jaxconv.ops import convolve as convolve
 from jaxconv.ops import correlate as correlate

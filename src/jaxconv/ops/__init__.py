@@ -6,6 +6,7 @@ from jaxconv.ops.backends import register_backend as register_backend
 from jaxconv.ops.conv import conv as conv
 from jaxconv.ops.conv import conv_transpose as conv_transpose
 from jaxconv.ops.conv import explain_backend as explain_backend
+from jaxconv.ops.lax_compat import conv_general_dilated as conv_general_dilated
 from jaxconv.ops.padding import pad as pad
 from jaxconv.ops.policy import ConvProblem as ConvProblem
 from jaxconv.ops.policy import Plan as Plan
