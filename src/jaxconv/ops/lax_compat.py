@@ -34,6 +34,7 @@ def conv_general_dilated(
     out_sharding: Any = None,
     *,
     backend: str = "auto",
+    padding_mode: str | Sequence[str] = "zeros",
 ) -> jnp.ndarray:
     """:func:`jax.lax.conv_general_dilated` computed by :func:`jaxconv.conv` on ``backend``.
 
@@ -42,7 +43,9 @@ def conv_general_dilated(
     ``"VALID"`` or ``(lo, hi)`` pairs, ``lhs_dilation`` (a transposed convolution's
     input dilation), ``rhs_dilation`` (atrous), ``feature_group_count``. The operands
     are moved to channels-last, convolved, and the result moved to the output spec.
-    ``out_sharding`` constrains the result's sharding, as lax's does. ``batch_group_count``
+    ``out_sharding`` constrains the result's sharding, as lax's does; ``padding_mode``
+    (jaxconv's, keyword-only) fills the padding with zeros, a reflection, the edge
+    values or the wrapped input. ``batch_group_count``
     above 1 (lax's form of a grouped weight gradient) is refused.
 
     >>> import functools, flax.linen as nn, jax, jax.numpy as jnp
@@ -65,22 +68,25 @@ def conv_general_dilated(
     strides = tuple(window_strides)
     lhs_dil = tuple(lhs_dilation or (1,) * n)
     rhs_dil = tuple(rhs_dilation or (1,) * n)
-    if isinstance(padding, str) and any(d != 1 for d in lhs_dil):
-        raise ValueError(
-            f"`padding` (={padding!r}) must be (lo, hi) pairs when `lhs_dilation` "
-            f"(={lhs_dil}) dilates the input, as jax.lax.conv_general_dilated requires"
-        )
-    if isinstance(padding, str):
-        dilated = [(s - 1) * d + 1 if s else 0 for s, d in zip(x.shape[1:-1], lhs_dil)]
-        taps = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:n], rhs_dil)]
-        pads = lax.padtype_to_pads(dilated, taps, strides, padding)
-    else:
-        pads = [tuple(pair) for pair in padding]
-    y = conv(x, kernel, stride=strides, padding=tuple(pads), dilation=rhs_dil,
-             input_dilation=lhs_dil, groups=feature_group_count, backend=backend,
-             precision=precision)  # fmt: skip
+    pads = _pads(padding, x.shape[1:-1], kernel.shape[:n], strides, lhs_dil, rhs_dil)
+    y = conv(x, kernel, stride=strides, padding=pads, dilation=rhs_dil,
+             input_dilation=lhs_dil, groups=feature_group_count, padding_mode=padding_mode,
+             backend=backend, precision=precision)  # fmt: skip
     if preferred_element_type is not None:
         y = y.astype(preferred_element_type)
     held = (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1])  # the output dim each axis is
     y = jnp.transpose(y, tuple(np.argsort(held)))
     return y if out_sharding is None else jax.lax.with_sharding_constraint(y, out_sharding)
+
+
+def _pads(padding, spatial, kernel_size, strides, lhs_dil, rhs_dil) -> tuple:
+    """lax's padding argument as (lo, hi) per spatial axis, computed as lax computes it."""
+    if not isinstance(padding, str):
+        return tuple(tuple(pair) for pair in padding)
+    if any(d != 1 for d in lhs_dil):
+        raise ValueError(
+            f"`padding` (={padding!r}) must be (lo, hi) pairs when `lhs_dilation` "
+            f"(={lhs_dil}) dilates the input, as jax.lax.conv_general_dilated requires"
+        )
+    taps = [(k - 1) * d + 1 for k, d in zip(kernel_size, rhs_dil)]
+    return tuple(lax.padtype_to_pads(spatial, taps, strides, padding))

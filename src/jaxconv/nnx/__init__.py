@@ -1,0 +1,3 @@
+"""Flax NNX layers on jaxconv's backends (``flax.nnx``'s constructors and state)."""
+
+from jaxconv.nnx.conv import Conv as Conv
