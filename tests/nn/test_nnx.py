@@ -50,3 +50,24 @@ def test_a_stock_layers_state_loads_and_padding_modes_match_linen():
 def test_bad_arguments_are_one_line():
     with pytest.raises(ValueError, match=r"`backend` \(='bogus'\) must be one of"):
         jnnx.Conv(2, 4, 3, backend="bogus", rngs=nnx.Rngs(0))
+
+
+POOLS = [
+    ("MaxPool", dict(window=3, strides=2, padding=1)),
+    ("MinPool", dict(window=2)),
+    ("AvgPool", dict(window=3, strides=2, padding=1, count_include_pad=False)),
+    ("LPPool", dict(window=2, norm_type=3.0)),
+    ("AdaptiveAvgPool", dict(output_size=(3, 2))),
+    ("AdaptiveMaxPool", dict(output_size=3)),
+    ("GlobalAvgPool", {}),
+    ("GlobalMaxPool", {}),
+]
+
+
+@pytest.mark.parametrize("name,arguments", POOLS, ids=[p[0] for p in POOLS])
+def test_pooling_layers_equal_the_linen_ones(name, arguments):
+    x = jax.random.uniform(jax.random.PRNGKey(3), (2, 9, 8, 3))
+    expected = getattr(jnn, name)(**arguments).apply({}, x)  # the same arguments
+    layer = getattr(jnnx, name)(**arguments)
+    assert nnx.state(layer, nnx.Param) == nnx.State({})  # no parameters
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-6)
