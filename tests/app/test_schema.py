@@ -90,3 +90,23 @@ def test_option_refuses_a_free_key_without_a_reason():
         option(1, resume="free")
     with pytest.raises(ValueError, match="`resume` \\(='later'\\) must be one of"):
         option(1, resume="later")
+
+
+def test_every_shipped_config_has_only_schema_keys(hydra_compose):
+    """The unknown-key check (a `+key=value` typo) refuses nothing jaxconv ships."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    import jaxconv.conf
+
+    conf = Path(jaxconv.conf.__file__).parent
+    choices = [f"experiment={p.stem}" for p in sorted((conf / "experiment").glob("*.yaml"))]
+    choices += [f"{group}={p.stem}" for group in ("model", "data", "logger", "hparams_search")
+                for p in sorted((conf / group).glob("*.yaml"))]  # fmt: skip
+    for choice in choices:
+        cfg = OmegaConf.to_container(hydra_compose([choice]), resolve=False)
+        assert config.unknown_keys(cfg) == {}, choice
+    assert config.unknown_keys({"trainer": {"maxsteps": 5}}) == {
+        "trainer.maxsteps": "trainer.max_steps"
+    }
