@@ -43,12 +43,24 @@ def _overwrite(path: Path, text: str) -> None:
         handle.truncate()
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (a name too long to look up counts as
+    missing)."""
+    probe = Path(path)
+    while probe != probe.parent:
+        try:
+            if probe.exists():
+                return probe
+        except OSError:  # ENAMETOOLONG
+            pass
+        probe = probe.parent
+    return probe
+
+
 def unwritable(path: Path) -> str | None:
     """Why new files cannot be made at ``path`` (a directory to be, or one that exists),
     judged at its nearest existing ancestor; None when they can."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir():
         return f"{probe} is a file, not a directory"
     if os.access(probe, os.W_OK | os.X_OK):

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from jaxconv._atomic import unwritable, write_text_atomic
+from jaxconv._atomic import nearest_existing, unwritable, write_text_atomic
 from jaxconv.app.config import ResumeRules, flatten, hash_of, resume_rules
 from jaxconv.run_layout import OK, RunDir, read_json
 from jaxconv.train.loop import refuse_to_overwrite
@@ -244,18 +244,9 @@ def _check_path(run_dir: Path) -> None:
             ) from None
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name too long to look up
-        return False
-
-
 def _limits(path: Path) -> tuple[int, int]:
     """NAME_MAX and PATH_MAX of the file system holding ``path`` (POSIX defaults else)."""
-    probe = path
-    while not _exists(probe) and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(path)
     try:
         return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
     except (OSError, ValueError):
@@ -317,17 +308,14 @@ def extensions(
     ]
 
 
-def finished_run(run_dir: Path, config: Mapping[str, Any]) -> dict | None:
-    """result.json of the directory's run if it finished ("ok") with this very config
-    (resuming it is a no-op); None otherwise."""
-    previous = previous_result(run_dir)
-    if (
+def finished_run(previous: dict | None, config: Mapping[str, Any]) -> bool:
+    """Whether ``previous`` (the directory's result.json, :func:`previous_result`) is a
+    run that finished ("ok") with this very config: resuming it is a no-op."""
+    return bool(
         previous
         and previous.get("status") == OK
         and previous.get("config_sha256") == hash_of(config)
-    ):
-        return previous
-    return None
+    )
 
 
 def previous_result(run_dir: Path) -> dict | None:

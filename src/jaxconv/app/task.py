@@ -151,7 +151,7 @@ def _task(cfg: DictConfig, backend: BackendStart) -> float:
 
     if multirun:
         previous = previous_result(run_dir)
-        if finished_run(run_dir, task_config(cfg)) is not None:
+        if finished_run(previous, task_config(cfg)):
             RunDir(run_dir).refusal.unlink(missing_ok=True)
             print(f"skipping {run_dir}: result.json says ok (same config)", flush=True)
             return objective(previous)

@@ -21,7 +21,7 @@ from jaxconv.app.config import config_sha256, flatten, group_options, task_confi
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
 from jaxconv.app.jax_env import BackendStart, start_backend
 from jaxconv.app.record import RunRecord
-from jaxconv.app.rundir import Hold, check_run_dir, finished_run, held
+from jaxconv.app.rundir import Hold, check_run_dir, finished_run, held, previous_result
 from jaxconv.app.validate import validate
 from jaxconv.data.batching import steps_per_epoch
 from jaxconv.report import plot_learning_curves
@@ -71,7 +71,7 @@ def train(
     """
     start, run_dir, backend = time.perf_counter(), Path(run_dir), backend or BackendStart()
     _start(cfg, backend)
-    if cfg.trainer.resume and (done := finished_run(run_dir, task_config(cfg))) is not None:
+    if cfg.trainer.resume and finished_run(done := previous_result(run_dir), task_config(cfg)):
         if parallel.is_primary():
             print(_finished(done, run_dir), flush=True)
         return done
