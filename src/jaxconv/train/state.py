@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
 from flax.training import train_state
+
+from jaxconv.train.modules import functional
 
 
 def check_compute_dtype(compute_dtype: str | None) -> None:
@@ -37,20 +38,23 @@ class TrainState(train_state.TrainState):
 
 
 def create_state(
-    model: nn.Module,
+    model: Any,
     example: np.ndarray,
     tx: optax.GradientTransformation,
     seed: int,
     compute_dtype: str = "float32",
 ) -> TrainState:
-    """Initial parameters (float32, whatever ``compute_dtype`` the layers run in)."""
+    """The state of ``model`` (a Linen or NNX module, see :mod:`jaxconv.train.modules`):
+    a Linen module's parameters initialised from ``seed`` on one row of ``example``, an
+    NNX module's as it holds them; float32 whatever ``compute_dtype`` the layers run in.
+    The dropout key follows from ``seed`` either way."""
     check_compute_dtype(compute_dtype)
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
-    variables = model.init(
-        {"params": init_key, "dropout": dropout_key}, jnp.asarray(example[:1]), train=False
+    apply, variables = functional(
+        model, jnp.asarray(example[:1]), {"params": init_key, "dropout": dropout_key}
     )
     return TrainState.create(
-        apply_fn=model.apply,
+        apply_fn=apply,
         params=variables["params"],
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
