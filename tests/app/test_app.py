@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flax import nnx
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -19,6 +20,7 @@ from jaxconv.app.errors import ConfigError
 from jaxconv.app.rundir import RunDirRefused
 from jaxconv.app.train import train
 from jaxconv.app.validate import validate
+from jaxconv.train.modules import api_of
 from tests.helpers import cli
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "jaxconv" / "conf"
@@ -38,7 +40,7 @@ def options(group):
 
 
 def fits(cfg, shape):
-    model = build_model(cfg, num_classes=10)
+    model = build_model(cfg, 10, shape)
     check_model_fits(model, np.zeros((1, *shape), np.float32))
     return model
 
@@ -69,12 +71,23 @@ def test_every_experiment_composes_and_instantiates(hydra_compose, experiment):
     assert model.conv_backend == "auto"
 
 
-@pytest.mark.parametrize("model", options("model"))
-def test_every_model_config_instantiates(hydra_compose, model):
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+@pytest.mark.parametrize("model", [m for m in options("model") if m != "custom"])
+def test_every_model_config_instantiates(hydra_compose, model, api):
     data = "mnist1d" if model in ONE_D_MODELS else "digits"
-    cfg = hydra_compose([f"model={model}", f"data={data}", "conv_backend=window"])
+    cfg = hydra_compose(
+        [f"model={model}", f"data={data}", "conv_backend=window", f"model.api={api}"]
+    )
     instance = fits(cfg, INPUT_SHAPES[data] if model not in {"vgg", "resnet18"} else (16, 16, 3))
-    assert instance.conv_backend == "window"
+    assert api_of(instance) == api
+    convs = (
+        [m for _, m in nnx.iter_graph(instance) if isinstance(m, nnx.Conv)] if api == "nnx" else []
+    )
+    assert (
+        instance.conv_backend == "window"
+        if api == "linen"
+        else all(c.backend == "window" for c in convs)
+    )
 
 
 @pytest.mark.parametrize("group", ["data", "optimizer", "schedule", "trainer", "logger"])

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import optax
+from flax import nnx
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,7 +18,9 @@ from jaxconv.app.config import group_options
 from jaxconv.app.errors import ConfigError, as_config_error
 from jaxconv.data import Dataset
 from jaxconv.data.datasets import DataOptions, dataset_from
+from jaxconv.models import nnx as nnx_models
 from jaxconv.train import FitOptions, parallel, total_steps
+from jaxconv.train.modules import NNXApply, api_of, functional
 from jaxconv.train.optim import OptimizerOptions, ScheduleOptions, optimizer_from, schedule_from
 
 
@@ -34,24 +38,81 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def build_model(cfg: DictConfig, num_classes: int):
-    """Instantiate ``cfg.model`` with the run's ``conv_backend`` and the data's classes."""
+#: ``model.api``: which Flax API a preset is built in
+APIS = ("linen", "nnx")
+
+
+def build_model(cfg: DictConfig, num_classes: int, input_shape: tuple[int, ...]):
+    """Instantiate ``cfg.model``: a preset (``_target_``, in ``model.api``) with the run's
+    ``conv_backend``, or the user's class (``model.target``, see :func:`custom_model`),
+    for the data's classes and one example's ``input_shape``."""
     spec = _tuples(OmegaConf.to_container(cfg.model, resolve=True))
+    api = spec.pop("api", "linen")
+    if "target" in spec:
+        return custom_model(spec.pop("target"), spec, num_classes, input_shape, cfg.seed)
+    if api not in APIS:
+        raise ConfigError(f"model.api (={api!r}) must be one of {APIS}")
     target = spec.pop("_target_")
-    try:
-        factory = get_object(target)
-    except Exception as err:  # hydra raises ImportError / ValueError variants
-        raise ConfigError(f"model._target_ (={target!r}) cannot be imported: {err}") from err
+    if api == "nnx":
+        target = _nnx_twin(target)
+        spec.update(input_shape=input_shape, rngs=nnx.Rngs(cfg.seed))
+    factory = _imported(target, "model._target_")
     try:
         return factory(**spec, num_classes=num_classes, conv_backend=cfg.conv_backend)
     except TypeError as err:
         raise ConfigError(f"model {target}: {err}") from err
 
 
-def check_model_fits(model, example) -> None:
-    """Trace the model on one example (no FLOPs): shape errors surface here, in one line."""
+def _nnx_twin(target: str) -> str:
+    """``jaxconv.models.CNN`` -> ``jaxconv.models.nnx.CNN``: the preset's NNX twin."""
+    prefix = "jaxconv.models."
+    name = target[len(prefix) :] if target.startswith(prefix) else ""
+    if not name or "." in name or not hasattr(nnx_models, name):
+        raise ConfigError(
+            f"model.api=nnx: {target!r} is not a jaxconv preset with an NNX twin "
+            "(your own NNX class: model=custom model.target=...)"
+        )
+    return prefix + "nnx." + name
+
+
+def _imported(target: str, key: str):
     try:
-        jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), example[:1])
+        return get_object(target)
+    except Exception as err:  # hydra raises ImportError / ValueError variants
+        raise ConfigError(f"{key} (={target!r}) cannot be imported: {first_line(err)}") from err
+
+
+def custom_model(target: Any, options: dict, num_classes: int, input_shape, seed: int):
+    """The user's module class ``target`` constructed by the documented contract: a
+    Linen class with ``num_classes=`` and ``options``; an NNX class also with
+    ``input_shape=`` (one example's shape, channels last) and ``rngs=nnx.Rngs(seed)``."""
+    if not isinstance(target, str) or target in ("", "???"):
+        raise ConfigError(
+            "model.target must name your module class: model=custom model.target=pkg.module.Class"
+        )
+    cls = _imported(target, "model.target")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module | nnx.Module)):
+        raise ConfigError(
+            f"model.target (={target!r}) must be a flax.linen.Module or flax.nnx.Module "
+            f"class; it is {type(cls).__name__} {getattr(cls, '__name__', cls)!r}"
+        )
+    extra = (
+        {} if issubclass(cls, nn.Module) else {"input_shape": input_shape, "rngs": nnx.Rngs(seed)}
+    )
+    try:
+        return cls(**options, num_classes=num_classes, **extra)
+    except Exception as err:
+        given = ", ".join(sorted([*options, "num_classes", *extra]))
+        raise ConfigError(
+            f"model.target {target} cannot be constructed with ({given}): {first_line(err)}"
+        ) from err
+
+
+def check_model_fits(model, example, num_classes: int | None = None) -> None:
+    """Trace the model on one example (no FLOPs): shape errors surface here, in one line;
+    with ``num_classes``, the output must be one logit per class."""
+    try:
+        out = model_output_shape(model, example[:1])
     except (ValueError, TypeError) as err:
         named = re.match(r"`(\w+)` (\(=.*)", first_line(err))
         if named and hasattr(model, named.group(1)):  # a value of the model's config
@@ -60,6 +121,25 @@ def check_model_fits(model, example) -> None:
             f"model {type(model).__name__} does not fit inputs of shape "
             f"{tuple(example.shape[1:])}: {first_line(err)}"
         ) from err
+    if num_classes is not None and tuple(out) != (1, num_classes):
+        raise ConfigError(
+            f"model {type(model).__name__} returns shape {tuple(out)} for one example; "
+            f"expected (1, {num_classes}): one logit per class"
+        )
+
+
+def model_output_shape(model, example) -> tuple[int, ...]:
+    """The shape of ``model``'s eval-mode output on ``example``, computed without FLOPs."""
+    key = jax.random.PRNGKey(0)
+    if api_of(model) == "nnx":
+        apply = NNXApply(model)
+        return jax.eval_shape(lambda x: apply(apply.variables(), x), example).shape
+
+    def init_and_apply(x):
+        apply, variables = functional(model, x, {"params": key, "dropout": key})
+        return apply(variables, x, train=False)
+
+    return jax.eval_shape(init_and_apply, example).shape
 
 
 def check_against_data(cfg: DictConfig, dataset: Dataset) -> None:
@@ -109,8 +189,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     needs them, and nothing written."""
     dataset = dataset_from(group_options(cfg, DataOptions, "data"), split_seed=cfg.seed)
     check_against_data(cfg, dataset)
-    model = build_model(cfg, dataset.num_classes)
-    check_model_fits(model, dataset.x_train)
+    model = build_model(cfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]))
+    check_model_fits(model, dataset.x_train, dataset.num_classes)
     mesh = make_mesh(cfg, len(dataset.x_train))
     opt = group_options(cfg, OptimizerOptions, "optimizer")
     total = total_steps(len(dataset.x_train), fit_options(cfg))

@@ -29,6 +29,7 @@ from jaxconv.run_layout import (
     write_json,
 )
 from jaxconv.train import Interrupted, parallel
+from jaxconv.train.modules import api_of
 
 #: What result.json and provenance.json record about where the run ran.
 TOPOLOGY_KEYS = ("devices", "local_devices", "processes", "mesh_shape", "platform")
@@ -111,6 +112,7 @@ class RunRecord:
             "versions": versions(),
             "device": jax.devices()[0].device_kind,
             "model": type(model).__name__,
+            "model_api": api_of(model),
             "data": cfg.data.name,
             "conv_backend": cfg.conv_backend,
             "overrides": list(overrides or []),

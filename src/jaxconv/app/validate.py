@@ -80,7 +80,10 @@ def validate(cfg: DictConfig) -> None:
             cfg.conv_backend in jaxconv.backends(),
             f"conv_backend (={cfg.conv_backend!r}) must be one of {jaxconv.backends()}",
         ),
-        ("_target_" in cfg.model, "model must name a `_target_` (e.g. jaxconv.models.CNN)"),
+        (
+            "_target_" in cfg.model or "target" in cfg.model,
+            "model must name a `_target_` (e.g. jaxconv.models.CNN), or `target` (model=custom)",
+        ),
         (
             not isinstance(dropout, (int, float)) or _in(0, 1, dropout),
             f"model.dropout (={dropout}) must be in [0, 1)",

@@ -425,7 +425,7 @@ def to_linen(model: nnx.Module) -> dict:
     """The variables of the Linen twin of an NNX preset: ``{"params": ...,
     "batch_stats": ...}`` (``batch_stats`` only when it has BatchNorm), for
     ``linen_model.apply(variables, x, train=False)``."""
-    variables = {k: v.to_pure_dict() for k, v in _collections(model).items()}
+    variables = {k: nnx.to_pure_dict(v) for k, v in _collections(model).items()}
     return variables if variables["batch_stats"] else {"params": variables["params"]}
 
 
@@ -437,7 +437,7 @@ def from_linen(model: nnx.Module, variables: dict) -> nnx.Module:
     """
     for name, state in _collections(model).items():
         given = variables.get(name, {})
-        want, have = _layout(state.to_pure_dict()), _layout(given)
+        want, have = _layout(nnx.to_pure_dict(state)), _layout(given)
         for path in sorted(set(want) | set(have)):
             if want.get(path) != have.get(path):
                 raise ValueError(

@@ -89,8 +89,8 @@ class NNXApply:
             for train in (True, False)
         }
         _, params, streams, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
-        self.params, self.rest = params.to_pure_dict(), rest.to_pure_dict()
-        self.streams = streams.to_pure_dict()
+        self.params, self.rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+        self.streams = nnx.to_pure_dict(streams)
         self.tags = sorted({v.tag for _, v in nnx.to_flat_state(streams) if hasattr(v, "tag")})
         self.train_arg = takes_train(type(model).__call__)
         self.name = type(model).__name__
@@ -114,7 +114,7 @@ class NNXApply:
         if not mutable:
             return out
         _, _, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
-        return out, {"batch_stats": rest.to_pure_dict()}
+        return out, {"batch_stats": nnx.to_pure_dict(rest)}
 
 
 def functional(model: Any, example: jnp.ndarray, rngs: dict) -> tuple[Any, dict]:

@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from flax import nnx
 
 from jaxconv import nn as jnn
 from jaxconv._figure import subplots
+from jaxconv.train.modules import NNXApply, api_of, takes_train
 
 
 def first_conv_kernel(params) -> np.ndarray | None:
@@ -58,6 +60,31 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _first_conv_maps(model, variables, example: np.ndarray) -> list:
+    """The outputs of the first conv layer on ``example``: Linen's captured as an
+    intermediate; for NNX, the first conv layer (graph order) that takes the example's
+    channels, applied to it."""
+    x = jnp.asarray(example[None])
+    if api_of(model) == "nnx":
+        graph = NNXApply(model).module(variables)
+        convs = [m for _, m in nnx.iter_graph(graph) if isinstance(m, nnx.Conv)]
+        first = next((c for c in convs if c.in_features == example.shape[-1]), None)
+        return [] if first is None else [first(x)]
+
+    def is_conv(module, method_name):
+        return isinstance(module, jnn.Conv) and method_name == "__call__"
+
+    mode = {"train": False} if takes_train(type(model).__call__) else {}
+    _, state = model.apply(
+        variables, x, **mode, capture_intermediates=is_conv, mutable=["intermediates"]
+    )
+    return [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(state.get("intermediates", {}))
+        if np.ndim(leaf) >= 3
+    ]
+
+
 def plot_filters(params, out: Path, max_filters: int = 32) -> Path | None:
     """First-layer kernels: images for 2-D kernels (input channel mean), curves for 1-D."""
     kernel = first_conv_kernel(params)
@@ -91,22 +118,7 @@ def plot_feature_maps(
     model, variables, example: np.ndarray, out: Path, max_maps: int = 32
 ) -> Path | None:
     """Activations of the first conv layer for one example (curves in 1-D, images in 2-D)."""
-
-    def is_conv(module, method_name):
-        return isinstance(module, jnn.Conv) and method_name == "__call__"
-
-    _, state = model.apply(
-        variables,
-        jnp.asarray(example[None]),
-        train=False,
-        capture_intermediates=is_conv,
-        mutable=["intermediates"],
-    )
-    found = [
-        leaf
-        for leaf in jax.tree_util.tree_leaves(state.get("intermediates", {}))
-        if np.ndim(leaf) >= 3
-    ]
+    found = _first_conv_maps(model, variables, example)
     if not found:
         return None
     maps = np.asarray(found[0][0])  # (*spatial, C)
