@@ -24,3 +24,13 @@ from jaxconv.ops import pad as pad
 from jaxconv.ops import register_backend as register_backend
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``jaxconv.load_run``, imported on first use: it rebuilds a run from its config
+    (Hydra, the models, the training code), which ``import jaxconv`` does not load."""
+    if name == "load_run":
+        import importlib
+
+        return importlib.import_module("jaxconv.app.load").load_run
+    raise AttributeError(f"module 'jaxconv' has no attribute {name!r}")

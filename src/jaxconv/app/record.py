@@ -120,6 +120,12 @@ class RunRecord:
             **parallel.describe(mesh),
         }
 
+    def describe_data(self, dataset) -> None:
+        """The class count and one example's shape: what ``jaxconv.load_run`` rebuilds
+        the model with, without the data."""
+        self.result["num_classes"] = int(dataset.num_classes)
+        self.result["input_shape"] = [int(s) for s in dataset.x_train.shape[1:]]
+
     def extend(self, extended: list[dict]) -> None:
         """Record the run's extensions on resume (``{"key", "from", "to"}``, oldest first)
         in result.json and provenance.json: the run was trained for longer than planned."""

@@ -45,3 +45,37 @@ def plot_learning_curves(run_dir: str | Path, out: str | Path | None = None) -> 
     out = Path(out) if out else RunDir(run_dir).plot("learning_curves")
     learning_curves_figure(run_dir).savefig(out, dpi=110)
     return out
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> list[list[int]]:
+    """``matrix[true][predicted]``: how many examples of each class went to each class.
+
+    >>> confusion_matrix([0, 0, 1], [0, 1, 1], 2)
+    [[1, 1], [0, 1]]
+    """
+    matrix = [[0] * num_classes for _ in range(num_classes)]
+    for true, predicted in zip(labels, predictions):
+        matrix[int(true)][int(predicted)] += 1
+    return matrix
+
+
+def confusion_figure(matrix: list[list[int]], title: str) -> Figure:
+    """The confusion matrix as an image: each row (a true class) as fractions of its
+    examples, the counts written in the cells when there are at most 20 classes."""
+    n = len(matrix)
+    rates = [[c / max(sum(row), 1) for c in row] for row in matrix]
+    size = min(3 + 0.45 * n, 14)
+    fig, ax = subplots(1, 1, figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if n <= 20:
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                color = "white" if rates[i][j] > 0.5 else "black"
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    ticks = list(range(n)) if n <= 20 else list(range(0, n, max(1, n // 10)))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    fig.tight_layout()
+    return fig
