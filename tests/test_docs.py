@@ -14,6 +14,8 @@ import contextlib
 import io
 import re
 import shlex
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,9 @@ PYTHON_FILES = [p for p in FILES if blocks(p, "python")]
 @pytest.mark.parametrize("path", PYTHON_FILES, ids=_ids(PYTHON_FILES))
 def test_python_blocks_run_as_pasted(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__docs__"}
+    module = types.ModuleType("__docs__")  # a module, as a reader's __main__ is: dataclasses
+    monkeypatch.setitem(sys.modules, "__docs__", module)  # (Linen modules) look it up
+    namespace: dict = module.__dict__
     for number, code in enumerate(blocks(path, "python"), 1):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -113,4 +117,4 @@ def test_jaxconv_train_commands_compose(path, args):
             )
     finally:
         GlobalHydra.instance().clear()
-    assert cfg.trainer.batch_size >= 1 and "_target_" in cfg.model
+    assert cfg.trainer.batch_size >= 1 and ("_target_" in cfg.model or "target" in cfg.model)
