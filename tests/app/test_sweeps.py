@@ -138,9 +138,11 @@ def test_same_config_and_seed_are_bit_identical(hydra_compose, tmp_path, backend
     assert set(provenance["git"]) == {"commit", "dirty"}
 
 
-def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api):
     common = [
         *TINY,
+        f"model.api={api}",
         "trainer.max_steps=300",
         "trainer.eval_every=50",
         "trainer.checkpoint_every=20",

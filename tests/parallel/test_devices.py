@@ -75,6 +75,36 @@ def test_sharded_evaluation_pads_and_masks_the_last_batch(one_vs_four):
         assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-5)
 
 
+#: ONE_VS_FOUR for an NNX model (the preset's NNX twin: BatchNorm and dropout state in
+#: the module), shorter: 1 device, 4, 4 again.
+NNX_ONE_VS_FOUR = """
+import json, jax
+from flax import nnx
+from jaxconv.data import load_dataset
+from jaxconv.models.nnx import CNN
+from jaxconv.train import fit, make_optimizer, params_sha256
+
+data = load_dataset("digits")
+model = CNN(channels=(8, 16), dropout=0.2, input_shape=(8, 8, 1), rngs=nnx.Rngs(0))
+out = {}
+for name, devices in (("one", 1), ("four", 4), ("four_again", 4)):
+    state, history = fit(model, data, make_optimizer("adam", 3e-3), max_steps=40,
+                         batch_size=32, eval_every=1, progress=False, devices=devices)
+    out[name] = {"losses": [r["loss"] for r in history.split("train")],
+                 "sha": params_sha256(state.params),
+                 "mesh": dict(state.params["Conv_0"]["kernel"].sharding.mesh.shape)}
+print(json.dumps(out))
+"""
+
+
+def test_an_nnx_model_on_four_devices_trains_like_on_one():
+    runs = json.loads(run_python(NNX_ONE_VS_FOUR, devices=4).strip().splitlines()[-1])
+    assert runs["one"]["mesh"] == {"data": 1} and runs["four"]["mesh"] == {"data": 4}
+    np.testing.assert_allclose(runs["four"]["losses"][:20], runs["one"]["losses"][:20], rtol=1e-4)
+    assert runs["four"]["sha"] == runs["four_again"]["sha"]
+    assert runs["four"]["losses"] == runs["four_again"]["losses"]
+
+
 #: Each backend's conv, transposed conv and pooling on a batch sharded over 2 devices
 #: (kernel replicated), values and gradients, against lax on one device.
 BACKENDS_SHARDED = """

@@ -182,6 +182,19 @@ def test_sigkill_both_processes_and_resume_both_with_explicit_keys(two_processes
     assert losses(killed) == losses(run_dir)
 
 
+def test_an_nnx_model_in_two_processes_trains_like_two_devices_in_one(tmp_path):
+    args = [*ARGS, "model.api=nnx", "trainer.max_steps=30", "trainer.checkpoint_every=null"]
+    two = tmp_path / "two"
+    for code, _, stderr in run(args, two):
+        assert code == 0, stderr[-3000:]
+    one = tmp_path / "one"
+    proc = cli([*args, f"hydra.run.dir={one}"], tmp_path, timeout=300, env=simulated_devices_env(2))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    multi, single = (json.loads((d / "result.json").read_text()) for d in (two, one))
+    assert multi["model_api"] == "nnx" and multi["processes"] == 2 and single["devices"] == 2
+    assert losses(two) == losses(one) and multi["params_sha256"] == single["params_sha256"]
+
+
 def test_a_refusal_on_one_process_stops_every_process(tmp_path):
     """Process 1 is given another seed: both stop before anything is written, in one line
     each, instead of one waiting for the other in a collective."""

@@ -100,9 +100,11 @@ def provenance(cfg: DictConfig, overrides: list[str], backend: BackendStart) -> 
 class RunRecord:
     """result.json of one run, from "running" to its outcome; process 0 writes it."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, model, overrides, mesh, start: float):
-        """``start``: ``time.perf_counter()`` when the command's work began (the checks and
+    def __init__(self, cfg: DictConfig, run_dir: Path, prepared, overrides, start: float):
+        """``prepared``: what the run trains with (:class:`~jaxconv.app.build.Prepared`);
+        ``start``: ``time.perf_counter()`` when the command's work began (the checks and
         the data loading count in ``wall_seconds``)."""
+        model, mesh, dataset = prepared.model, prepared.mesh, prepared.dataset
         self.files, self.start = RunDir(run_dir), start
         self.primary, self.accepted = parallel.is_primary(), False
         self.result: dict[str, Any] = {
@@ -113,18 +115,15 @@ class RunRecord:
             "device": jax.devices()[0].device_kind,
             "model": type(model).__name__,
             "model_api": api_of(model),
+            # what jaxconv.load_run rebuilds the model with, without the data
+            "num_classes": int(dataset.num_classes),
+            "input_shape": [int(s) for s in dataset.x_train.shape[1:]],
             "data": cfg.data.name,
             "conv_backend": cfg.conv_backend,
             "overrides": list(overrides or []),
             "compute_dtype": cfg.trainer.compute_dtype,
             **parallel.describe(mesh),
         }
-
-    def describe_data(self, dataset) -> None:
-        """The class count and one example's shape: what ``jaxconv.load_run`` rebuilds
-        the model with, without the data."""
-        self.result["num_classes"] = int(dataset.num_classes)
-        self.result["input_shape"] = [int(s) for s in dataset.x_train.shape[1:]]
 
     def extend(self, extended: list[dict]) -> None:
         """Record the run's extensions on resume (``{"key", "from", "to"}``, oldest first)

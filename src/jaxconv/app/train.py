@@ -77,8 +77,7 @@ def train(
         return done
     with held(run_dir, primary=parallel.is_primary()) as hold, stop_on_signals() as stop:
         prepared, extended = _checked_by_all(cfg, run_dir)
-        record = RunRecord(cfg, run_dir, prepared.model, overrides, prepared.mesh, start)
-        record.describe_data(prepared.dataset)
+        record = RunRecord(cfg, run_dir, prepared, overrides, start)
         record.extend(extended)
         loggers = _loggers(cfg, run_dir, prepared, names, hold, record.primary)
 
