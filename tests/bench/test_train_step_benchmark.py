@@ -62,3 +62,23 @@ def test_new_networks_step_alike_on_auto_and_lax(name):
     assert np.isfinite(losses["lax"]).all()
     np.testing.assert_allclose(losses["auto"], losses["lax"], rtol=1e-4)
     assert losses["lax"][2] != losses["lax"][0]  # the steps did update the parameters
+
+
+def test_the_nnx_benchmark_runs_the_same_program_as_linen():
+    """benchmarks/nnx_step.py's own logic: the NNX twin's step is the Linen step's
+    program (instructions compared, names aside), and a step of another model is not."""
+    import subprocess
+
+    bench = Path(__file__).parents[2] / "benchmarks"
+    proc = subprocess.run([sys.executable, "nnx_step.py", "--repeats", "1", "--nets", "mnist1d"],
+                          cwd=bench, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = proc.stdout.strip().splitlines()[-1]
+    assert row.startswith("| mnist1d (100) |") and row.endswith("| yes |"), row
+    sys.path.insert(0, str(bench))
+    try:
+        from nnx_step import _ops
+    finally:
+        sys.path.remove(str(bench))
+    assert _ops("%a.1 = f32[] add(%b.2, %c.3)") == _ops("%a.7 = f32[] add(%b.8, %c.9)")
+    assert _ops("%a.1 = f32[] add(%b.2, %c.3)") != _ops("%a.1 = f32[] multiply(%b.2, %c.3)")
