@@ -83,8 +83,10 @@ def padding_modes(mode: Any, n: int, name: str = "padding_mode") -> tuple[str, .
     return tuple(modes)
 
 
-def explicit_pads(padding: Any, n: int, name: str = "padding") -> Pads:
-    """Ints, per-axis ints or per-axis (lo, hi) pairs -> per-axis (lo, hi) pairs (>= 0)."""
+def explicit_pads(padding: Any, n: int, name: str = "padding", *,
+                  allow_negative: bool = False) -> Pads:  # fmt: skip
+    """Ints, per-axis ints or per-axis (lo, hi) pairs -> per-axis (lo, hi) pairs (>= 0
+    unless ``allow_negative``)."""
     if _is_int(padding):
         pads = ((int(padding), int(padding)),) * n
     elif isinstance(padding, Sequence) and not isinstance(padding, str):
@@ -114,7 +116,7 @@ def explicit_pads(padding: Any, n: int, name: str = "padding") -> Pads:
             f"`{name}` (={padding!r}) must be a string, an int, a sequence of ints "
             "or a sequence of (lo, hi) pairs"
         )
-    if any(v < 0 for pair in pads for v in pair):
+    if not allow_negative and any(v < 0 for pair in pads for v in pair):
         raise ValueError(f"`{name}` (={padding!r}) must be >= 0 on every side")
     return pads
 
