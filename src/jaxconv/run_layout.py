@@ -140,19 +140,34 @@ def read_json(path: Path) -> dict | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-#: metrics.csv's columns, in order. ``split`` is train, val or test; ``images_per_s`` is
-#: empty outside train rows.
+#: metrics.csv's columns, in order, for the default loss and metrics. ``split`` is
+#: train, val or test; ``images_per_s`` is empty outside train rows. A run with metrics
+#: of its own (``fit(metrics=...)``) has their columns in accuracy's place.
 METRICS_FIELDS = ("step", "epoch", "split", "loss", "accuracy", "images_per_s")
 SPLITS = ("train", "val", "test")
+_KEYS = ("step", "epoch", "split", "loss")  # every metrics.csv begins with these
+
+
+def metrics_fields(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The columns of a metrics.csv holding ``rows``: step, epoch, split, loss, every
+    other value in the order rows first have it, images_per_s.
+
+    >>> metrics_fields([{"step": 1, "split": "val", "loss": 0.5, "mae": 0.25}])
+    ('step', 'epoch', 'split', 'loss', 'mae', 'images_per_s')
+    """
+    named = dict.fromkeys(k for row in rows for k in row)
+    values = [k for k in named if k not in _KEYS and k != "images_per_s"]
+    return (*_KEYS, *(values if rows else ["accuracy"]), "images_per_s")
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """metrics.csv, atomically: a kill mid-write never leaves a truncated file."""
+    fields = metrics_fields(rows)
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=METRICS_FIELDS)
+    writer = csv.DictWriter(text, fieldnames=fields)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k, "") for k in METRICS_FIELDS})
+        writer.writerow({k: row.get(k, "") for k in fields})
     write_text_atomic(path, text.getvalue())
 
 
@@ -164,7 +179,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = {"step", "split", "loss", "accuracy"} - set(reader.fieldnames or ())
+        missing = {"step", "split", "loss"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"no column {', '.join(sorted(missing))}")
         return [_metrics_row(row, reader.line_num) for row in reader]
@@ -176,8 +191,8 @@ def _metrics_row(row: dict, line: int) -> dict[str, Any]:
     try:
         for key in ("step", "epoch"):
             row[key] = int(float(row[key])) if row.get(key) not in ("", None) else 0
-        for key in ("loss", "accuracy", "images_per_s"):
-            row[key] = float(row[key]) if row.get(key) not in ("", None) else float("nan")
+        for key in set(row) - {"step", "epoch", "split"}:
+            row[key] = float(row[key]) if row[key] != "" else float("nan")
     except ValueError as err:
         raise ValueError(f"line {line}: {err}") from err
     return row

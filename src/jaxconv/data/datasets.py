@@ -51,13 +51,14 @@ def check_labels(x: Any, y: Any, num_classes: int | None = None, split: str = "t
             f"`{name}` (shape {y.shape}) looks one-hot: pass class indices, shape "
             f"({len(x)},) (y.argmax(-1))"
         )
+    other = "other targets need a loss of their own: fit(..., loss=...)"
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(
             f"`{name}` (shape {y.shape}) must hold one class index per example of "
-            f"`x_{split}` ({len(x)} examples)"
+            f"`x_{split}` ({len(x)} examples); {other}"
         )
     if len(y) and not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"`{name}` (dtype {y.dtype}) must hold integer class indices")
+        raise ValueError(f"`{name}` (dtype {y.dtype}) must hold integer class indices; {other}")
     if len(y) and num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(
             f"`{name}` holds classes {int(y.min())}..{int(y.max())}; `num_classes` "
@@ -65,8 +66,22 @@ def check_labels(x: Any, y: Any, num_classes: int | None = None, split: str = "t
         )
 
 
-def check_dataset(data: Dataset) -> None:
-    """Every split's labels (:func:`check_labels`) and the number of classes."""
+def check_targets(x: Any, y: Any, split: str = "train") -> None:
+    """``y`` holds one numeric row per example of ``x`` (a loss of one's own: regression
+    values, multi-label 0/1 columns). Errors name the split's arrays (``y_train``)."""
+    y = np.asarray(y)
+    if y.ndim < 1 or len(y) != len(x):
+        raise ValueError(
+            f"`y_{split}` (shape {y.shape}) must hold one row per example of `x_{split}` "
+            f"({len(x)} examples)"
+        )
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise ValueError(f"`y_{split}` (dtype {y.dtype}) must be numeric")
+
+
+def check_dataset(data: Dataset, class_labels: bool = True) -> None:
+    """Every split's labels (:func:`check_labels`; :func:`check_targets` when not
+    ``class_labels``) and the number of classes."""
     if (
         isinstance(data.num_classes, bool)
         or not isinstance(data.num_classes, (int, np.integer))
@@ -74,9 +89,11 @@ def check_dataset(data: Dataset) -> None:
     ):
         raise ValueError(f"`num_classes` (={data.num_classes!r}) must be an int >= 1")
     for split in ("train", "val", "test"):
-        check_labels(
-            getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), data.num_classes, split
-        )
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if class_labels:
+            check_labels(x, y, data.num_classes, split)
+        else:
+            check_targets(x, y, split)
 
 
 MNIST1D_DEFAULTS = dict(

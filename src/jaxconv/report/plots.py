@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from jaxconv._figure import subplots
-from jaxconv.run_layout import RunDir, read_json, read_metrics
+from jaxconv.run_layout import RunDir, metrics_fields, read_json, read_metrics
 
 #: How each split is drawn: train and val as lines with a marker on every evaluation (a
 #: run shorter than ``eval_every`` has one point, which a bare line would not show).
@@ -15,24 +16,33 @@ STYLES = {"train": "-o", "val": "--s", "test": "D"}
 
 
 def learning_curves_figure(run_dir: str | Path) -> Figure:
-    """Loss and accuracy per split against step, from the run's metrics.csv; the title
-    names the model and the dataset (result.json's), or the directory without them."""
+    """Loss and each metric (accuracy, or the run's own) per split against step, from the
+    run's metrics.csv; the title names the model and the dataset (result.json's), or the
+    directory without them."""
     run_dir = Path(run_dir)
     rows = read_metrics(RunDir(run_dir).metrics)
-    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 3.8))
+    values = [
+        k for k in metrics_fields(rows) if k not in ("step", "epoch", "split", "images_per_s")
+    ]
+    values = [k for k in values if any(math.isfinite(r.get(k, math.nan)) for r in rows)] or ["loss"]
+    fig, axes = subplots(1, len(values), figsize=(5 * len(values), 3.8), squeeze=False)
+    axes = dict(zip(values, axes[0]))
     for split, style in STYLES.items():
         part = [r for r in rows if r["split"] == split]
         if not part:
             continue
         steps = [r["step"] for r in part]
-        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-            ax.plot(steps, [r[key] for r in part], style, markersize=4, label=split)
-    ax_loss.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
-    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+        for key, ax in axes.items():
+            ax.plot(steps, [r.get(key, math.nan) for r in part], style, markersize=4, label=split)
+    positive = all(r["loss"] > 0 for r in rows if math.isfinite(r["loss"]))
+    default = "accuracy" in axes  # the default objective's cross-entropy
+    for key, ax in axes.items():
+        ax.set(xlabel="step", ylabel=key, title=key)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
+    axes["loss"].set(ylabel="cross-entropy" if default else "loss",
+                     yscale="log" if positive else "linear")  # fmt: skip
     result = read_json(RunDir(run_dir).result) or {}
     model, data = result.get("model"), result.get("data")
     fig.suptitle(f"{model} on {data}" if model and data else run_dir.name)

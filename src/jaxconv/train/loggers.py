@@ -2,10 +2,10 @@
 when asked.
 
 Every logger is fed the same rows, the rows of ``metrics.csv`` (``step``, ``epoch``,
-``split``, ``loss``, ``accuracy``, ``images_per_s``), by :func:`~jaxconv.train.fit` after
-each evaluation and by the caller for the test row. The TensorBoard and MLflow writers
-are optional extras (``pip install 'jaxconv[tracking]'``), imported only when a logger
-of theirs is made.
+``split``, ``loss``, ``accuracy`` or the run's own metrics, ``images_per_s``), by
+:func:`~jaxconv.train.fit` after each evaluation and by the caller for the test row.
+The TensorBoard and MLflow writers are optional extras (``pip install
+'jaxconv[tracking]'``), imported only when a logger of theirs is made.
 
 Both name their values alike: ``train/loss``, ``val/accuracy``, ``test/loss``,
 ``train/images_per_s`` and ``learning_rate`` (the rate of the last step before the
@@ -46,8 +46,9 @@ TRACKING_EXTRA = "pip install 'jaxconv[tracking]'"
 LOGGERS: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboardX", "mlflow": "mlflow"}
 #: How a run ended (result.json's status) in MLflow's words.
 MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
-#: The values of a metrics row that are logged, when they are numbers.
-VALUES = ("loss", "accuracy", "images_per_s")
+#: The keys of a metrics row that are not logged as values (every other one is, when it
+#: is a number: loss, accuracy or a run's own metrics, images_per_s).
+KEYS = ("step", "epoch", "split")
 
 Row = Mapping[str, Any]
 
@@ -104,9 +105,12 @@ def scalars(row: Row, learning_rate: Callable[[int], Any] | None = None) -> dict
     {'train/loss': 0.25, 'train/accuracy': 0.5, 'learning_rate': 0.4}
     """
     out = {}
-    for key in VALUES:
-        value = row.get(key)
-        if isinstance(value, (int, float, np.floating)) and math.isfinite(value):
+    for key, value in row.items():
+        if (
+            key not in KEYS
+            and isinstance(value, (int, float, np.floating))
+            and math.isfinite(value)
+        ):
             out[f"{row['split']}/{key}"] = float(value)
     step = int(row["step"])
     if row["split"] == "train" and learning_rate is not None and step > 0:

@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 from jaxconv._options import option
 from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
 from jaxconv.data.batching import eval_batches
-from jaxconv.data.datasets import check_dataset, check_labels
+from jaxconv.data.datasets import check_dataset, check_labels, check_targets
 from jaxconv.run_layout import METRICS_FIELDS, RunDir, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train import parallel
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.loggers import CsvLogger, Logger
+from jaxconv.train.objectives import Objective, PerExample
 from jaxconv.train.signals import Interrupted
 from jaxconv.train.state import (
     TrainState,
@@ -52,46 +53,60 @@ class History:
 
 
 def evaluate(
-    state: TrainState, x: np.ndarray, y: np.ndarray, batch_size: int = 512
+    state: TrainState,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 512,
+    *,
+    loss: PerExample | None = None,
+    metrics: dict[str, PerExample] | None = None,
 ) -> dict[str, float]:
-    """Mean loss and accuracy of ``state`` on every example of ``(x, y)`` in eval mode.
+    """Mean loss and metrics of ``state`` on every example of ``(x, y)`` in eval mode:
+    cross-entropy and accuracy, or ``loss`` and ``metrics`` as :func:`fit` takes them.
 
     On the state's mesh when it has one (as :func:`fit` returns it): each batch is
     sharded over the devices, the last one padded to the same shape (one compilation)
     and its padding masked out. With several processes every process passes the same
     ``(x, y)`` and holds only its rows of each batch.
     """
-    check_labels(x, y, split="evaluated")
+    return _evaluate(state, x, y, Objective.of(loss, metrics), batch_size)
+
+
+def _evaluate(state, x, y, objective: Objective, batch_size: int = 512) -> dict[str, float]:
+    if objective.class_labels:
+        check_labels(x, y, split="evaluated")
+    else:
+        check_targets(x, y, split="evaluated")
     if len(x) == 0:
-        return {"loss": float("nan"), "accuracy": float("nan")}
+        return dict.fromkeys(objective.names, float("nan"))
     mesh = parallel.mesh_of(state.params)
-    step = _eval_step(mesh)
+    step = _eval_step(objective, mesh)
     ways = mesh.devices.size if mesh is not None else 1
     rows = -(-min(batch_size, len(x)) // ways) * ways  # every batch, padded
-    total_loss, correct = 0.0, 0
+    totals = dict.fromkeys(objective.names, 0.0)
     for part in eval_batches(len(x), rows):
         xb, yb = x[part], y[part]
         mask = np.arange(rows) < len(xb)
         pad = rows - len(xb)
-        xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)]) if pad else xb
-        yb = np.concatenate([yb, np.zeros(pad, yb.dtype)]) if pad else yb
+        xb, yb = (np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+                  for a in (xb, yb))  # fmt: skip
         if mesh is not None:
             mine = parallel.local_rows(rows, mesh)
             xb, yb, mask = (parallel.shard_batch(a[mine], mesh, rows) for a in (xb, yb, mask))
-        loss, right = step(state, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(mask))
-        total_loss += float(loss)
-        correct += int(right)
-    return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
+        sums = step(state, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(mask))
+        for name, value in jax.device_get(sums).items():
+            totals[name] += float(value)
+    return {name: total / len(x) for name, total in totals.items()}
 
 
 _EVAL_STEPS: dict = {}
 
 
-def _eval_step(mesh):
-    """One jit-compiled eval step per mesh (the mesh fixes its shardings)."""
-    if mesh not in _EVAL_STEPS:
-        _EVAL_STEPS[mesh] = make_eval_step(mesh)
-    return _EVAL_STEPS[mesh]
+def _eval_step(objective: Objective, mesh):
+    """One jit-compiled eval step per objective and mesh (the mesh fixes its shardings)."""
+    if (objective, mesh) not in _EVAL_STEPS:
+        _EVAL_STEPS[objective, mesh] = make_eval_step(objective, mesh)
+    return _EVAL_STEPS[objective, mesh]
 
 
 class Diverged(RuntimeError):
@@ -103,15 +118,14 @@ class _MetricsBuffer:
     is checkpointed with the state: a resumed run averages exactly what an uninterrupted
     one would. It also remembers the first step whose loss was not finite."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, objective: Objective):
+        self.size, self.objective, self.names = size, objective, objective.names
         self.first_nonfinite: tuple[int, float] | None = None
         self.reset()
 
     def reset(self) -> None:
         self.pending: list[tuple[int, dict]] = []
-        self.loss = np.zeros(self.size, np.float32)
-        self.accuracy = np.zeros(self.size, np.float32)
+        self.window = {name: np.zeros(self.size, np.float32) for name in self.names}
         self.count = 0
         self.images = 0
 
@@ -124,8 +138,8 @@ class _MetricsBuffer:
         for step, m in zip(steps, jax.device_get([m for _, m in self.pending])):
             if self.first_nonfinite is None and not np.isfinite(m["loss"]):
                 self.first_nonfinite = (step, float(m["loss"]))
-            self.loss[self.count] = m["loss"]
-            self.accuracy[self.count] = m["accuracy"]
+            for name in self.names:
+                self.window[name][self.count] = m[name]
             self.count += 1
         self.pending = []
 
@@ -141,31 +155,34 @@ class _MetricsBuffer:
             )
             raise Diverged(f"non-finite loss ({value}) at training step {step}; {kept}")
 
-    def means(self) -> tuple[float, float]:
+    def means(self) -> dict[str, float]:
         self._flush()
         k = self.count
-        return float(np.mean(self.loss[:k], dtype=np.float64)), float(
-            np.mean(self.accuracy[:k], dtype=np.float64)
-        )
+        return {name: float(np.mean(v[:k], dtype=np.float64)) for name, v in self.window.items()}
 
     def extras(self) -> dict:
         self._flush()
         return {
-            "window_loss": self.loss.copy(),
-            "window_accuracy": self.accuracy.copy(),
+            **{f"window_{name}": values.copy() for name, values in self.window.items()},
             "window_count": np.array([self.count], np.int32),
         }
 
     def load(self, extras: dict | None) -> None:
         if extras is None:
             return
+        saved = sorted(k[len("window_") :] for k in extras if k != "window_count")
+        if saved != sorted(self.names):
+            raise ValueError(
+                f"the checkpoint was trained with the metrics {', '.join(saved)}; this run "
+                f"computes {', '.join(sorted(self.names))}: resume with the same `loss` and "
+                "`metrics`"
+            )
         self.count = int(np.asarray(extras["window_count"])[0])
         size = self.count + self.size  # room for the rest of the window, whatever eval_every is now
-        for name in ("loss", "accuracy"):
-            saved = np.asarray(extras[f"window_{name}"], np.float32)[: self.count]
-            buffer = np.zeros(size, np.float32)
-            buffer[: self.count] = saved
-            setattr(self, name, buffer)
+        for name in self.names:
+            values = np.asarray(extras[f"window_{name}"], np.float32)[: self.count]
+            self.window[name] = np.zeros(size, np.float32)
+            self.window[name][: self.count] = values
 
 
 @jax.jit
@@ -296,6 +313,8 @@ def fit(
     should_stop: Callable[[], int | None] | None = None,
     on_start: Callable[[], None] | None = None,
     loggers: Sequence[Logger] = (),
+    loss: PerExample | None = None,
+    metrics: dict[str, PerExample] | None = None,
     **option_values: Any,
 ) -> tuple[TrainState, History]:
     """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
@@ -306,7 +325,8 @@ def fit(
     ``jax.distributed`` every process calls ``fit`` alike and loads its rows of each batch.
 
     Args:
-      model: a flax Module called as ``model(x, train=...)``.
+      model: a Flax Linen or NNX module, called as ``model(x)``, or ``model(x,
+        train=...)`` when its ``__call__`` takes ``train``.
       data: a :class:`jaxconv.data.Dataset`; optimizer: an Optax transformation.
       options: a :class:`FitOptions`; its fields may also be given as keywords, which win
         (``fit(model, data, opt, max_steps=100, batch_size=64)``).
@@ -318,34 +338,36 @@ def fit(
       loggers: :class:`~jaxconv.train.loggers.Logger` s started after ``on_start`` and fed
         every evaluation's rows on process 0 (a metrics.csv one is added with
         ``run_dir``); the caller finishes them.
+      loss, metrics: ``loss(outputs, targets)`` and ``{name: fn(outputs, targets)}``,
+        each one value per example (:mod:`jaxconv.train.objectives`); default
+        cross-entropy on class indices and ``{"accuracy": ...}``.
 
-    Returns:
-      The final state and the :class:`History` of evaluations.
-
-    Raises:
-      Diverged: a loss or a parameter became NaN or infinite (never checkpointed).
+    Returns the final state and the :class:`History` of evaluations; raises
+    :class:`Diverged` when a loss or a parameter became NaN or infinite (never saved).
     """
     o = dataclasses.replace(options or FitOptions(), **option_values)
-    total, mesh = _checked(data, o, run_dir)
+    objective = Objective.of(loss, metrics, o.label_smoothing)
+    total, mesh = _checked(data, o, run_dir, objective)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
-    buffer = _MetricsBuffer(o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size))
+    size = o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size)
+    buffer = _MetricsBuffer(size, objective)  # and what the steps compute
     initial = create_state(model, data.x_train, optimizer, o.seed, o.compute_dtype)
     stop = _stop_poll(should_stop)
     state, history = _restored(parallel.replicate(initial, mesh), ckpt, buffer, o.resume, stop)
     if on_start is not None:
         on_start()
     loggers = _started(loggers, run_dir, int(state.step), history.rows)
-    step = make_train_step(o.label_smoothing, mesh)
+    step = make_train_step(objective, mesh)
     loop = _Loop(data, o, total, buffer, ckpt, history, run_dir, step, int(state.step), mesh,
                  loggers)  # fmt: skip
     return loop.run(state, stop), history
 
 
-def _checked(data: Dataset, o: FitOptions, run_dir) -> tuple[int, Any]:
+def _checked(data: Dataset, o: FitOptions, run_dir, objective: Objective) -> tuple[int, Any]:
     """The checks :func:`fit` makes before it builds anything: the total steps and the mesh."""
     check_fit_options(o)
-    check_dataset(data)
+    check_dataset(data, class_labels=objective.class_labels)
     total = total_steps(len(data.x_train), o)
     if total < 1:
         raise ValueError(
@@ -389,8 +411,9 @@ def _restored(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffe
     written; a refused resume closes the checkpoints (no folder the managers made stays)."""
     try:
         state, history = _restore(state, ckpt, buffer, resume)
-        if stop(state):
-            raise Interrupted(stop(state), None, False)
+        signum = stop(state)
+        if signum:
+            raise Interrupted(signum, None, False)
     except BaseException:
         if ckpt is not None:
             ckpt.close()
@@ -409,9 +432,15 @@ def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer
     metrics_path = RunDir(ckpt.base.parent).metrics
     if metrics_path.exists():  # read once: the loggers start from these rows
         history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
-    best = [r["accuracy"] for r in history.split("val")]
+    best = [_best_value(r, buffer.objective) for r in history.split("val")]
     ckpt.best_metric = max(best) if best else -np.inf
     return state, history
+
+
+def _best_value(row: dict, objective: Objective) -> float:
+    """A validation row's value for the best checkpoint, larger being better."""
+    name, mode = objective.best
+    return row[name] if mode == "max" else -row[name]
 
 
 class _Loop:
@@ -424,6 +453,7 @@ class _Loop:
         self.data, self.o, self.total, self.buffer = data, options, total, buffer
         self.ckpt, self.history, self.run_dir, self.train_step = ckpt, history, run_dir, train_step
         self.mesh, self.primary, self.loggers = mesh, parallel.is_primary(), loggers
+        self.objective = buffer.objective
         self.per_epoch = steps_per_epoch(len(data.x_train), options.batch_size)
         self.eval_every = options.eval_every or self.per_epoch
         show = options.progress and sys.stderr.isatty() and self.primary
@@ -441,8 +471,9 @@ class _Loop:
         """Every step from the state's to the last; stop (checkpointed) when asked."""
         try:
             for step in range(int(state.step), self.total):
-                if stop(state):
-                    _stop(stop(state), state, self.buffer, self.ckpt)
+                signum = stop(state)  # polled once: with processes, each poll agrees
+                if signum:
+                    _stop(signum, state, self.buffer, self.ckpt)
                 state = self.step(state, step)
             self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
         finally:
@@ -483,7 +514,9 @@ class _Loop:
         ):
             val_row = self.history.last("val")
             metric = (
-                val_row["accuracy"] if at_eval and val_row and val_row["step"] == done else None
+                _best_value(val_row, self.objective)
+                if at_eval and val_row and val_row["step"] == done
+                else None
             )
             _save(self.ckpt, state, self.buffer, metric)
         return state
@@ -493,26 +526,23 @@ class _Loop:
         if not np.isfinite(loss):
             self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
         rate = self.buffer.images / max(time.perf_counter() - self.clock, 1e-9)
-        self.bar.set_postfix(
-            loss=f"{loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", img_s=f"{rate:.0f}"
-        )
+        shown = {"acc" if k == "accuracy" else k: f"{float(v):.3g}" for k, v in metrics.items()}
+        self.bar.set_postfix(**shown, img_s=f"{rate:.0f}")
 
     def _evaluate(self, state: TrainState, done: int) -> None:
         self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
         seconds = time.perf_counter() - self.clock
-        loss, accuracy = self.buffer.means()
         epoch = done // self.per_epoch
         before = len(self.history.rows)
         self.history.add(
             step=done,
             epoch=epoch,
             split="train",
-            loss=loss,
-            accuracy=accuracy,
+            **self.buffer.means(),
             images_per_s=self.buffer.images / seconds if seconds > 0 else float("nan"),
         )
         if len(self.data.x_val):
-            val = evaluate(state, self.data.x_val, self.data.y_val)
+            val = _evaluate(state, self.data.x_val, self.data.y_val, self.objective)
             self.history.add(step=done, epoch=epoch, split="val", images_per_s="", **val)
         for logger in self.loggers:
             logger.log(self.history.rows[before:], state.params)

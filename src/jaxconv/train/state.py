@@ -13,6 +13,7 @@ from flax import struct
 from flax.training import train_state
 
 from jaxconv.train.modules import functional
+from jaxconv.train.objectives import Objective
 
 
 def check_compute_dtype(compute_dtype: str | None) -> None:
@@ -93,8 +94,9 @@ def _logits(state: TrainState, params, x, compute_dtype, **kwargs):
     return out.astype(jnp.float32)
 
 
-def make_train_step(label_smoothing: float = 0.0, mesh=None):
-    """One optimizer step on a batch; returns the new state and the batch's loss/accuracy.
+def make_train_step(objective: Objective | None = None, mesh=None):
+    """One optimizer step on a batch; returns the new state and the batch's mean loss and
+    metrics (``objective``'s: by default cross-entropy and accuracy).
 
     With a ``mesh`` (:func:`jaxconv.train.parallel.data_mesh`) the step expects the state
     replicated and the batch sharded along ``data``, and keeps them so: XLA inserts the
@@ -102,6 +104,7 @@ def make_train_step(label_smoothing: float = 0.0, mesh=None):
     that of one device on the whole batch. The layers compute in the state's
     ``compute_dtype``.
     """
+    objective = objective or Objective()
 
     def step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
         dtype = COMPUTE_DTYPES[state.compute_dtype]
@@ -112,15 +115,14 @@ def make_train_step(label_smoothing: float = 0.0, mesh=None):
             out = _logits(state, params, x, dtype, train=True, rngs={"dropout": key},
                           mutable=mutable)  # fmt: skip
             logits, updates = out if mutable else (out, {})
-            labels = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
-            return optax.softmax_cross_entropy(logits, labels).mean(), (logits, updates)
+            return objective.losses(logits, y, train=True).mean(), (logits, updates)
 
         (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(
             grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats)
         )
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
-        return state, {"loss": loss, "accuracy": accuracy}
+        metrics = {k: v.mean() for k, v in objective.values(logits, y).items()}
+        return state, {"loss": loss, **metrics}
 
     if mesh is None:
         return jax.jit(step, donate_argnums=0)
@@ -130,23 +132,23 @@ def make_train_step(label_smoothing: float = 0.0, mesh=None):
     return jax.jit(step, in_shardings=(rep, rows, rows), out_shardings=(rep, rep), donate_argnums=0)
 
 
-def make_eval_step(mesh=None):
-    """Summed loss and number correct over the rows of a batch where ``mask`` is true (eval
-    mode: running BatchNorm statistics); padded rows count for nothing."""
+def make_eval_step(objective: Objective | None = None, mesh=None):
+    """The loss and every metric summed over the rows of a batch where ``mask`` is true
+    (eval mode: running BatchNorm statistics); padded rows count for nothing."""
+    objective = objective or Objective()
 
     def step(state: TrainState, x, y, mask):
         dtype = COMPUTE_DTYPES[state.compute_dtype]
         logits = _logits(state, state.params, x, dtype, train=False)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        right = jnp.argmax(logits, -1) == y
-        return jnp.where(mask, loss, 0.0).sum(), jnp.sum(right & mask)
+        values = {"loss": objective.losses(logits, y), **objective.values(logits, y)}
+        return {k: jnp.where(mask, v, 0.0).sum() for k, v in values.items()}
 
     if mesh is None:
         return jax.jit(step)
     from jaxconv.train.parallel import batch_sharding, replicated
 
     rep, rows = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(step, in_shardings=(rep, rows, rows, rows), out_shardings=(rep, rep))
+    return jax.jit(step, in_shardings=(rep, rows, rows, rows), out_shardings=rep)
 
 
 def params_sha256(params) -> str:
