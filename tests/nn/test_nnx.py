@@ -110,6 +110,8 @@ def test_bad_arguments_are_one_line():
         jnnx.Conv(2, 4, 3, backend="bogus", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"`backend` \(='bogus'\) must be one of"):
         jnnx.ConvTranspose(2, 4, 3, backend="bogus", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"`padding_mode` \(='reflect'\) must be 'zeros'"):
+        jnnx.ConvTranspose(2, 4, 3, padding_mode="reflect", rngs=nnx.Rngs(0))
     layer = jnnx.ConvTranspose(2, 4, (5,), padding=0, kernel_dilation=2, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"`padding` \(=0\) leaves an empty output \(0,\)"):
         layer(jnp.ones((1, 8, 2)))

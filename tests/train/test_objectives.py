@@ -88,6 +88,7 @@ def test_a_resumed_regression_equals_the_uninterrupted_one(regression, tmp_path)
     assert Checkpoints(tmp_path / "cut").latest_step() == 44
     resumed, history = fit(_mlp(), regression, optax.adam(3e-3), resume=True, **cut)
     assert params_sha256(resumed.params) == params_sha256(full.params)
+
     def numbers(rows):  # every value but the speed; the train window's mae included
         return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
 

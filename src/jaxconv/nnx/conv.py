@@ -59,7 +59,8 @@ class Conv(nnx.Conv):
 
 class ConvTranspose(nnx.ConvTranspose):
     """``flax.nnx.ConvTranspose(in_features, out_features, kernel_size, strides, *,
-    padding, kernel_dilation, ..., transpose_kernel, rngs)`` plus ``backend``.
+    padding, kernel_dilation, ..., transpose_kernel, rngs)`` plus ``padding_mode``
+    (``"zeros"`` only) and ``backend``.
 
     The arithmetic is flax's (``jax.lax.conv_transpose``): the input dilated by
     ``strides`` and convolved at stride 1 with the kernel as stored, or with its taps
@@ -68,7 +69,7 @@ class ConvTranspose(nnx.ConvTranspose):
     stride``), ``"VALID"``, ``"CIRCULAR"`` (the output wrapped to period ``in * stride``)
     or lax's explicit padding of the dilated input: an int, one per axis or ``(lo, hi)``
     pairs, negative ones cropping. The padding is zeros: PyTorch's transposed
-    convolutions have no other ``padding_mode`` either.
+    convolutions have no other ``padding_mode`` either, and another one is refused.
 
     >>> import jax.numpy as jnp
     >>> from flax import nnx
@@ -84,12 +85,18 @@ class ConvTranspose(nnx.ConvTranspose):
         kernel_size: int | Sequence[int],
         strides: int | Sequence[int] | None = None,
         *,
+        padding_mode: str = "zeros",
         backend: str = "auto",
         **options: Any,
     ):
         if backend not in backend_names():
             raise ValueError(f"`backend` (={backend!r}) must be one of {backend_names()}")
-        self.backend = backend
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"`padding_mode` (={padding_mode!r}) must be 'zeros': a transposed "
+                "convolution pads with zeros (PyTorch's ConvTranspose layers too)"
+            )
+        self.backend, self.padding_mode = backend, padding_mode
         super().__init__(in_features, out_features, kernel_size, strides, **options)
 
     def __call__(self, inputs: Any) -> jnp.ndarray:
