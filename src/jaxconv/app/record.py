@@ -119,6 +119,8 @@ class RunRecord:
             "num_classes": int(dataset.num_classes),
             "input_shape": [int(s) for s in dataset.x_train.shape[1:]],
             "data": cfg.data.name,
+            # data.on_bad_file=skip: how many files were left out, and which
+            "skipped_files": {"count": len(dataset.skipped), "files": list(dataset.skipped)},
             "conv_backend": cfg.conv_backend,
             "overrides": list(overrides or []),
             "compute_dtype": cfg.trainer.compute_dtype,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jaxconv._options import keywords_for, option
-from jaxconv.data import files
+from jaxconv.data import files, sources
 
 
 @dataclasses.dataclass
@@ -27,6 +27,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     class_names: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # files data.on_bad_file=skip left out
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -195,6 +196,12 @@ class DataOptions:
     limit_train: int | None = None
     download: bool = option(True, resume="free", why="whether missing files may be downloaded")
     options: dict[str, Any] = option(default_factory=dict)
+    path: str | None = None  # data=arrays: an .npz file or a folder of .npy files
+    image_size: list[int] | None = None  # data=image_folder: resize and centre-crop to (H, W)
+    channels: int | None = None  # data=image_folder: 1 (grayscale) or 3 (RGB); null: as found
+    test_fraction: float = 0.2  # of the examples, when the source has no test split
+    on_bad_file: str = "error"  # or skip: leave bad files out (result.json lists them)
+    target: str | None = None  # data=custom: a class or function making each split
 
 
 def dataset_from(options: DataOptions, split_seed: int) -> Dataset:
@@ -209,11 +216,29 @@ def check_data_options(options: DataOptions) -> None:
 
 
 def check_dataset_args(
-    name: str, val_fraction: float, limit_train: int | None, options: Mapping | None = None
+    name: str,
+    val_fraction: float,
+    limit_train: int | None,
+    options: Mapping | None = None,
+    *,
+    test_fraction: float = 0.2,
+    on_bad_file: str = "error",
+    channels: int | None = None,
+    image_size: Sequence[int] | None = None,
+    path: str | None = None,
+    target: str | None = None,
+    root: str | Path | None = "~/.cache/jaxconv",
 ) -> None:
     """The checks :func:`load_dataset` makes before reading anything."""
-    if name not in DATASETS:
-        raise ValueError(f"`name` (={name!r}) must be one of {DATASETS}")
+    if name not in DATASETS + SOURCES:
+        raise ValueError(f"`name` (={name!r}) must be one of {DATASETS + SOURCES}")
+    _check_source_args(name, test_fraction, on_bad_file, channels, image_size, path, target, root)
+    if name in SOURCES:
+        if limit_train is not None and not limit_train >= 1:
+            raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"`val_fraction` (={val_fraction}) must be in [0, 1)")
+        return
     takes = _generator_arguments(name)
     unknown = sorted(set(options or {}) - set(takes))
     if unknown:
@@ -225,6 +250,27 @@ def check_dataset_args(
         raise ValueError(f"`val_fraction` (={val_fraction}) must be in [0, 1)")
     if limit_train is not None and not limit_train >= 1:
         raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
+
+
+def _check_source_args(name, test_fraction, on_bad_file, channels, image_size, path, target,
+                       root):  # fmt: skip
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"`test_fraction` (={test_fraction}) must be in (0, 1)")
+    if on_bad_file not in sources.ON_BAD_FILE:
+        raise ValueError(f"`on_bad_file` (={on_bad_file!r}) must be one of {sources.ON_BAD_FILE}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"`channels` (={channels!r}) must be 1, 3 or null")
+    if image_size is not None and (
+        len(image_size) != 2 or any(not isinstance(v, int) or v < 1 for v in image_size)
+    ):
+        raise ValueError(f"`image_size` (={list(image_size)!r}) must be [height, width], ints >= 1")
+    if name in ("image_folder", "array_record") and not str(root or ""):
+        what = "the image folder" if name == "image_folder" else "the jaxconv-data pack output"
+        raise ValueError(f"`root` must name {what} for data={name}: data.root=DIR")
+    if name == "arrays" and not path:
+        raise ValueError("`path` must name an .npz file or a folder of .npy files for data=arrays")
+    if name == "custom" and not target:
+        raise ValueError("`target` must name a class or function (module.name) for data=custom")
 
 
 def _generator_arguments(name: str) -> tuple[str, ...]:
@@ -252,6 +298,8 @@ def _normalize(dataset: Dataset) -> Dataset:
 
 
 DATASETS = ("mnist1d", "digits", "shapes", "mnist", "fashion_mnist", "cifar10")
+#: Datasets of one's own (:mod:`jaxconv.data.sources`).
+SOURCES = ("image_folder", "arrays", "array_record", "custom")
 NUM_CLASSES = {"mnist1d": 10, "digits": 10, "shapes": len(SHAPES), **files.NUM_CLASSES}
 CLASS_NAMES = {
     "shapes": SHAPES,
@@ -291,14 +339,26 @@ def load_dataset(
     split_seed: int = 0,
     limit_train: int | None = None,
     download: bool = True,
+    path: str | Path | None = None,
+    image_size: Sequence[int] | None = None,
+    channels: int | None = None,
+    test_fraction: float = 0.2,
+    on_bad_file: str = "error",
+    target: str | None = None,
+    progress: bool = True,
     **options: Any,
 ) -> Dataset:
     """Load ``name`` with a validation split taken from train (a function of ``split_seed``).
 
     Args:
       name: one of ``mnist1d``, ``digits``, ``shapes``, ``mnist``, ``fashion_mnist``,
-        ``cifar10``.
-      root: where the file-based datasets live (``root/mnist/...``).
+        ``cifar10``, or a source of one's own (:mod:`jaxconv.data.sources`):
+        ``image_folder`` (``root``), ``arrays`` (``path``), ``array_record`` (``root``),
+        ``custom`` (``target``, made with ``options`` for each split).
+      root: where the file-based datasets live (``root/mnist/...``), or the image folder
+        or ArrayRecord directory.
+      path, image_size, channels, test_fraction, on_bad_file, target, progress: of the
+        sources of one's own (:class:`DataOptions`).
       val_fraction: share of the training set held out for validation.
       normalize: standardise with the training set's per-channel mean and std.
       split_seed: which examples the validation split takes.
@@ -309,8 +369,16 @@ def load_dataset(
     >>> d.input_shape, len(d.x_test), d.num_classes
     ((8, 8, 1), 360, 10)
     """
-    check_dataset_args(name, val_fraction, limit_train, options)
+    check_dataset_args(name, val_fraction, limit_train, options, test_fraction=test_fraction,
+                       on_bad_file=on_bad_file, channels=channels, image_size=image_size,
+                       path=path, target=target, root=root)  # fmt: skip
     root = Path(root).expanduser()
+    if name in SOURCES:
+        splits, classes, skipped = _source_splits(
+            name, root, path, image_size, channels, on_bad_file, target, options, progress
+        )
+        return _from_splits(name, splits, classes, skipped, val_fraction, test_fraction,
+                            split_seed, normalize, limit_train, progress)  # fmt: skip
     if name == "mnist1d":
         arrays = mnist1d(**options)
     elif name == "digits":
@@ -339,3 +407,55 @@ def load_dataset(
         class_names=CLASS_NAMES.get(name, tuple(str(i) for i in range(10))),
     )
     return _normalize(dataset) if normalize else dataset
+
+
+def _source_splits(name, root, path, image_size, channels, on_bad_file, target, options,
+                   progress):  # fmt: skip
+    """A source of one's own as its splits, its class names and the files it skipped."""
+    if name == "image_folder":
+        scan = sources.scan_image_folder(root, image_size=image_size, channels=channels,
+                                         on_bad_file=on_bad_file, progress=progress)  # fmt: skip
+        return sources.image_folder_splits(scan, image_size, channels), scan.classes, scan.skipped
+    if name == "array_record":
+        splits, classes = sources.array_record_splits(root)
+        return splits, classes, []
+    if name == "arrays":
+        splits = sources.array_splits(path)
+    else:
+        splits = sources.object_splits(target, dict(options))
+    count = 1 + int(splits["train"].y.max(initial=0))  # the classes training sees
+    for split, part in splits.items():
+        if len(part.y) and part.y.max() >= count:
+            where = path if name == "arrays" else f"data.target ({target})"
+            seen = f"{part.y.min()}..{part.y.max()}"
+            raise files.DataError(f"{where}: y_{split} holds labels {seen}; train's are "
+                                  f"0..{count - 1}")  # fmt: skip
+    return splits, tuple(str(i) for i in range(count)), []
+
+
+def _from_splits(name, splits, classes, skipped, val_fraction, test_fraction, seed, normalize,
+                 limit_train, progress) -> Dataset:  # fmt: skip
+    """The splits a source has, the missing ones taken from train by fraction (a function
+    of ``seed``), as a :class:`Dataset` normalised by the training split's statistics."""
+    train = splits["train"]
+    rows = np.arange(len(train.y))
+    if "test" not in splits:
+        order = np.random.default_rng([seed, 0x7E57]).permutation(len(rows))
+        n_test = int(round(len(rows) * test_fraction))
+        test_rows, rows = np.sort(order[:n_test]), np.sort(order[n_test:])
+        splits["test"] = sources.Split(train.x.subset(test_rows), train.y[test_rows])
+    if limit_train is not None:
+        rows = rows[:limit_train]
+    if "val" not in splits:
+        order = np.random.default_rng([seed, 0xDA7A]).permutation(len(rows))
+        n_val = int(round(len(rows) * val_fraction))
+        val_rows, rows = rows[np.sort(order[:n_val])], rows[np.sort(order[n_val:])]
+        splits["val"] = sources.Split(train.x.subset(val_rows), train.y[val_rows])
+    splits["train"] = sources.Split(train.x.subset(rows), train.y[rows])
+    if normalize:
+        mean, std = sources.channel_statistics(splits["train"].x, progress)
+        for split in splits.values():
+            split.x.mean, split.x.std = mean, std
+    return Dataset(name, splits["train"].x, splits["train"].y, splits["val"].x, splits["val"].y,
+                   splits["test"].x, splits["test"].y, num_classes=len(classes),
+                   class_names=tuple(classes), skipped=tuple(skipped))  # fmt: skip
