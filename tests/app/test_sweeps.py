@@ -138,14 +138,17 @@ def test_same_config_and_seed_are_bit_identical(hydra_compose, tmp_path, backend
     assert set(provenance["git"]) == {"commit", "dirty"}
 
 
-@pytest.mark.parametrize("api", ["linen", "nnx"])
-def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api):
+@pytest.mark.parametrize("api,workers", [("linen", 0), ("nnx", 0), ("linen", 2)])
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api, workers):
+    """Killed at a checkpoint mid-epoch (5 steps an epoch, one every 7), resumed: the
+    uninterrupted run's parameters, also when Grain workers computed the batches (the
+    uninterrupted run computes them itself)."""
     common = [
         *TINY,
         f"model.api={api}",
         "trainer.max_steps=300",
         "trainer.eval_every=50",
-        "trainer.checkpoint_every=20",
+        "trainer.checkpoint_every=7",
         "model.dropout=0.1",
         "trainer.progress=false",
     ]
@@ -153,13 +156,14 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api):
     full = cli([*common, f"hydra.run.dir={full_dir}"], cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
 
+    common.append(f"data.workers={workers}")
     proc = start_cli(
         [*common, f"hydra.run.dir={cut_dir}"],
         tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for_checkpoint(cut_dir, 40)
+    wait_for_checkpoint(cut_dir, 36)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

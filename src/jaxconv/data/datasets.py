@@ -199,7 +199,6 @@ class DataOptions:
     path: str | None = None  # data=arrays: an .npz file or a folder of .npy files
     image_size: list[int] | None = None  # data=image_folder: resize and centre-crop to (H, W)
     channels: int | None = None  # data=image_folder: 1 (grayscale) or 3 (RGB); null: as found
-    test_fraction: float = 0.2  # of the examples, when the source has no test split
     on_bad_file: str = "error"  # or skip: leave bad files out (result.json lists them)
     target: str | None = None  # data=custom: a class or function making each split
 
@@ -221,7 +220,6 @@ def check_dataset_args(
     limit_train: int | None,
     options: Mapping | None = None,
     *,
-    test_fraction: float = 0.2,
     on_bad_file: str = "error",
     channels: int | None = None,
     image_size: Sequence[int] | None = None,
@@ -232,8 +230,15 @@ def check_dataset_args(
     """The checks :func:`load_dataset` makes before reading anything."""
     if name not in DATASETS + SOURCES:
         raise ValueError(f"`name` (={name!r}) must be one of {DATASETS + SOURCES}")
+    test_fraction = dict(options or {}).get("test_fraction", 0.2)
     _check_source_args(name, test_fraction, on_bad_file, channels, image_size, path, target, root)
     if name in SOURCES:
+        unknown = sorted(set(options or {}) - {"test_fraction"})
+        if name != "custom" and unknown:
+            raise ValueError(
+                f"`options` has {', '.join(map(repr, unknown))}, which data={name} does not "
+                "take; it takes: 'test_fraction'"
+            )
         if limit_train is not None and not limit_train >= 1:
             raise ValueError(f"`limit_train` (={limit_train}) must be >= 1 or None")
         if not 0.0 <= val_fraction < 1.0:
@@ -342,7 +347,6 @@ def load_dataset(
     path: str | Path | None = None,
     image_size: Sequence[int] | None = None,
     channels: int | None = None,
-    test_fraction: float = 0.2,
     on_bad_file: str = "error",
     target: str | None = None,
     progress: bool = True,
@@ -357,8 +361,10 @@ def load_dataset(
         ``custom`` (``target``, made with ``options`` for each split).
       root: where the file-based datasets live (``root/mnist/...``), or the image folder
         or ArrayRecord directory.
-      path, image_size, channels, test_fraction, on_bad_file, target, progress: of the
-        sources of one's own (:class:`DataOptions`).
+      path, image_size, channels, on_bad_file, target, progress: of the sources of one's
+        own (:class:`DataOptions`); their ``options`` take ``test_fraction`` (0.2: the
+        share of the examples tested on when the source has no test split), and
+        ``custom``'s pass the rest to ``target``.
       val_fraction: share of the training set held out for validation.
       normalize: standardise with the training set's per-channel mean and std.
       split_seed: which examples the validation split takes.
@@ -369,11 +375,13 @@ def load_dataset(
     >>> d.input_shape, len(d.x_test), d.num_classes
     ((8, 8, 1), 360, 10)
     """
-    check_dataset_args(name, val_fraction, limit_train, options, test_fraction=test_fraction,
+    check_dataset_args(name, val_fraction, limit_train, options,
                        on_bad_file=on_bad_file, channels=channels, image_size=image_size,
                        path=path, target=target, root=root)  # fmt: skip
     root = Path(root).expanduser()
     if name in SOURCES:
+        options = dict(options)
+        test_fraction = options.pop("test_fraction", 0.2)
         splits, classes, skipped = _source_splits(
             name, root, path, image_size, channels, on_bad_file, target, options, progress
         )

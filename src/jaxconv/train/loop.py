@@ -17,9 +17,10 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxconv._options import option
-from jaxconv.data import Dataset, augment, batch_indices, steps_per_epoch
+from jaxconv.data import Dataset, steps_per_epoch
 from jaxconv.data.batching import eval_batches
 from jaxconv.data.datasets import check_dataset, check_labels, check_targets
+from jaxconv.data.loader import StepBatch, TrainBatches
 from jaxconv.run_layout import METRICS_FIELDS, RunDir, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train import parallel
 from jaxconv.train.checkpoint import Checkpoints
@@ -120,6 +121,7 @@ class _MetricsBuffer:
 
     def __init__(self, size: int, objective: Objective):
         self.size, self.objective, self.names = size, objective, objective.names
+        self.data_state: str | None = None  # the restored checkpoint's data iterator
         self.first_nonfinite: tuple[int, float] | None = None
         self.reset()
 
@@ -170,7 +172,10 @@ class _MetricsBuffer:
     def load(self, extras: dict | None) -> None:
         if extras is None:
             return
-        saved = sorted(k[len("window_") :] for k in extras if k != "window_count")
+        self.data_state = str(extras["data_state"]) if "data_state" in extras else None
+        saved = sorted(
+            k[len("window_") :] for k in extras if k.startswith("window_") and k != "window_count"
+        )
         if saved != sorted(self.names):
             raise ValueError(
                 f"the checkpoint was trained with the metrics {', '.join(saved)}; this run "
@@ -196,16 +201,24 @@ def _all_finite(tree) -> jax.Array:
 
 
 def _save(
-    ckpt: Checkpoints, state: TrainState, buffer: _MetricsBuffer, metric: float | None
+    ckpt: Checkpoints,
+    state: TrainState,
+    buffer: _MetricsBuffer,
+    metric: float | None,
+    batches: TrainBatches | None = None,
 ) -> None:
-    """Checkpoint ``state`` unless training has diverged: a saved step is always finite."""
+    """Checkpoint ``state`` (and the data iterator's position) unless training has
+    diverged: a saved step is always finite."""
     buffer.check_finite(ckpt.latest_step())
     if not bool(_all_finite((state.params, state.batch_stats))):
         raise Diverged(
             f"non-finite parameters after training step {int(state.step)} "
             f"(non-finite loss or gradient); last finite checkpoint: step {ckpt.latest_step()}"
         )
-    ckpt.save(state, metric=metric, extras=buffer.extras())
+    extras = buffer.extras()
+    if batches is not None:
+        extras["data_state"] = np.asarray(batches.state())
+    ckpt.save(state, metric=metric, extras=extras)
 
 
 def refuse_to_overwrite(run_dir: Path) -> None:
@@ -237,6 +250,8 @@ class FitOptions:
       progress: a tqdm bar (only when stderr is a terminal).
       augment_shift, augment_flip: random translation by up to ``augment_shift``
         samples per axis; horizontal flips (images only).
+      workers: processes computing the batches ahead (Grain's ``mp_prefetch``); 0: the
+        calling process. The batches are the same whatever it is.
       label_smoothing: of the cross-entropy targets.
       devices: how many of each process's local devices the batch is split over
         (``"all"``: every one; see :mod:`jaxconv.train.parallel`). ``batch_size`` is
@@ -258,6 +273,9 @@ class FitOptions:
     progress: bool = option(True, resume="free", why="the progress bar")
     augment_shift: int = option(0, key="data.augment_shift")
     augment_flip: bool = option(False, key="data.augment_flip")
+    workers: int = option(
+        0, key="data.workers", resume="free", why="how many processes compute the batches"
+    )
     label_smoothing: float = 0.0
     devices: int | str = option(
         "all",
@@ -286,6 +304,8 @@ def check_fit_options(o: FitOptions) -> None:
             raise ValueError(f"`{key}` (={value}) must be >= 1")
     if not o.seed >= 0:
         raise ValueError(f"`seed` (={o.seed}) must be >= 0")
+    if isinstance(o.workers, bool) or not isinstance(o.workers, int) or o.workers < 0:
+        raise ValueError(f"`workers` (={o.workers!r}) must be an int >= 0")
     if not o.augment_shift >= 0:
         raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
     if not 0 <= o.label_smoothing < 1:
@@ -466,42 +486,31 @@ class _Loop:
             desc=data.name,
         )
         self.clock = time.perf_counter()
+        self.batches = _train_batches(data, options, total, mesh)
 
     def run(self, state: TrainState, stop: Callable[[Any], int | None]) -> TrainState:
         """Every step from the state's to the last; stop (checkpointed) when asked."""
         try:
+            self.batches.start(int(state.step), self.buffer.data_state)
             for step in range(int(state.step), self.total):
                 signum = stop(state)  # polled once: with processes, each poll agrees
                 if signum:
-                    _stop(signum, state, self.buffer, self.ckpt)
+                    _stop(signum, state, self.buffer, self.ckpt, self.batches)
                 state = self.step(state, step)
             self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
         finally:
+            self.batches.close()
             self.bar.close()
             if self.ckpt is not None:
                 self.ckpt.close()
         return state
 
     def step(self, state: TrainState, step: int) -> TrainState:
-        o, n = self.o, len(self.data.x_train)
-        epoch, in_epoch = divmod(step, self.per_epoch)
-        idx = batch_indices(n, o.batch_size, o.seed, epoch, in_epoch)  # the global batch
-        mine = parallel.local_rows(len(idx), self.mesh)  # this process loads only its rows
-        xb = augment(
-            self.data.x_train[idx[mine]],
-            shift=o.augment_shift,
-            flip=o.augment_flip,
-            seed=o.seed,
-            step=step,
-            rows=(mine.start, len(idx)),
-        )
-        state, metrics = self.train_step(
-            state,
-            parallel.shard_batch(xb, self.mesh, len(idx)),
-            parallel.shard_batch(self.data.y_train[idx[mine]], self.mesh, len(idx)),
-        )
+        o = self.o
+        x, y = self.batches.next()  # step's global batch, sharded (this process's rows)
+        state, metrics = self.train_step(state, x, y)
         done = step + 1
-        self.buffer.add(metrics, len(idx), done)
+        self.buffer.add(metrics, min(o.batch_size, len(self.data.x_train)), done)
         if done % 25 == 0 or done == self.total:
             self._show(metrics)
         self.bar.update(1)
@@ -518,7 +527,7 @@ class _Loop:
                 if at_eval and val_row and val_row["step"] == done
                 else None
             )
-            _save(self.ckpt, state, self.buffer, metric)
+            _save(self.ckpt, state, self.buffer, metric, self.batches)
         return state
 
     def _show(self, metrics) -> None:
@@ -550,9 +559,25 @@ class _Loop:
         self.clock = time.perf_counter()
 
 
-def _stop(signum: int, state: TrainState, buffer: _MetricsBuffer, ckpt: Checkpoints | None):
+def _stop(signum: int, state: TrainState, buffer: _MetricsBuffer, ckpt: Checkpoints | None,
+          batches: TrainBatches):  # fmt: skip
     """Checkpoint the whole state between two steps, then raise :class:`Interrupted`."""
     step = int(state.step)
     if ckpt is not None and step > 0 and ckpt.latest_step() != step:
-        _save(ckpt, state, buffer, None)
+        _save(ckpt, state, buffer, None, batches)
     raise Interrupted(signum, step, ckpt is not None and step > 0 and ckpt.latest_step() == step)
+
+
+def _train_batches(data: Dataset, o: FitOptions, total: int, mesh) -> TrainBatches:
+    """Every step's batch on Grain (:mod:`jaxconv.data.loader`): this process's rows of
+    each global batch, augmented, placed on the mesh with the batch sharding."""
+    rows = min(o.batch_size, len(data.x_train))  # a global batch
+    mine = parallel.local_rows(rows, mesh)
+    first, count = mine.start, mine.stop - mine.start
+    batches = StepBatch(data.x_train, data.y_train, o.batch_size, o.seed, (first, count),
+                        o.augment_shift, o.augment_flip)  # fmt: skip
+
+    def place(x, y):
+        return parallel.shard_batch(x, mesh, rows), parallel.shard_batch(y, mesh, rows)
+
+    return TrainBatches(batches, total, workers=o.workers, place=place)
