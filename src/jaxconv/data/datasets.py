@@ -204,9 +204,11 @@ class DataOptions:
 
 
 def dataset_from(options: DataOptions, split_seed: int) -> Dataset:
-    """:func:`load_dataset` of the group's options."""
-    kwargs = keywords_for(load_dataset, options, skip=("options",))
-    return load_dataset(split_seed=split_seed, **kwargs, **dict(options.options))
+    """:func:`load_dataset` (:func:`load_source` for a source of one's own) of the group's
+    options."""
+    load = load_source if options.name in SOURCES else load_dataset
+    kwargs = keywords_for(load, options, skip=("options",))
+    return load(split_seed=split_seed, **kwargs, **dict(options.options))
 
 
 def check_data_options(options: DataOptions) -> None:
@@ -344,27 +346,14 @@ def load_dataset(
     split_seed: int = 0,
     limit_train: int | None = None,
     download: bool = True,
-    path: str | Path | None = None,
-    image_size: Sequence[int] | None = None,
-    channels: int | None = None,
-    on_bad_file: str = "error",
-    target: str | None = None,
-    progress: bool = True,
     **options: Any,
 ) -> Dataset:
     """Load ``name`` with a validation split taken from train (a function of ``split_seed``).
 
     Args:
-      name: one of ``mnist1d``, ``digits``, ``shapes``, ``mnist``, ``fashion_mnist``,
-        ``cifar10``, or a source of one's own (:mod:`jaxconv.data.sources`):
-        ``image_folder`` (``root``), ``arrays`` (``path``), ``array_record`` (``root``),
-        ``custom`` (``target``, made with ``options`` for each split).
-      root: where the file-based datasets live (``root/mnist/...``), or the image folder
-        or ArrayRecord directory.
-      path, image_size, channels, on_bad_file, target, progress: of the sources of one's
-        own (:class:`DataOptions`); their ``options`` take ``test_fraction`` (0.2: the
-        share of the examples tested on when the source has no test split), and
-        ``custom``'s pass the rest to ``target``.
+      name: ``mnist1d``, ``digits``, ``shapes``, ``mnist``, ``fashion_mnist``,
+        ``cifar10``, or a source of one's own (:func:`load_source`, given ``options``).
+      root: where the file-based datasets live (``root/mnist/...``).
       val_fraction: share of the training set held out for validation.
       normalize: standardise with the training set's per-channel mean and std.
       split_seed: which examples the validation split takes.
@@ -375,18 +364,11 @@ def load_dataset(
     >>> d.input_shape, len(d.x_test), d.num_classes
     ((8, 8, 1), 360, 10)
     """
-    check_dataset_args(name, val_fraction, limit_train, options,
-                       on_bad_file=on_bad_file, channels=channels, image_size=image_size,
-                       path=path, target=target, root=root)  # fmt: skip
-    root = Path(root).expanduser()
     if name in SOURCES:
-        options = dict(options)
-        test_fraction = options.pop("test_fraction", 0.2)
-        splits, classes, skipped = _source_splits(
-            name, root, path, image_size, channels, on_bad_file, target, options, progress
-        )
-        return _from_splits(name, splits, classes, skipped, val_fraction, test_fraction,
-                            split_seed, normalize, limit_train, progress)  # fmt: skip
+        return load_source(name, root=root, val_fraction=val_fraction, normalize=normalize,
+                           split_seed=split_seed, limit_train=limit_train, **options)  # fmt: skip
+    check_dataset_args(name, val_fraction, limit_train, options)
+    root = Path(root).expanduser()
     if name == "mnist1d":
         arrays = mnist1d(**options)
     elif name == "digits":
@@ -415,6 +397,39 @@ def load_dataset(
         class_names=CLASS_NAMES.get(name, tuple(str(i) for i in range(10))),
     )
     return _normalize(dataset) if normalize else dataset
+
+
+def load_source(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    path: str | Path | None = None,
+    image_size: Sequence[int] | None = None,
+    channels: int | None = None,
+    on_bad_file: str = "error",
+    target: str | None = None,
+    val_fraction: float = 0.1,
+    normalize: bool = True,
+    split_seed: int = 0,
+    limit_train: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Dataset:
+    """A source of one's own (:mod:`jaxconv.data.sources`) as a :class:`Dataset`:
+    ``image_folder`` and ``array_record`` read ``root``, ``arrays`` reads ``path``,
+    ``custom`` calls ``target(split=..., **options)``. ``options["test_fraction"]`` (0.2)
+    is the share tested on when the source has no test split; the other arguments are
+    :class:`DataOptions`' and :func:`load_dataset`'s."""
+    check_dataset_args(name, val_fraction, limit_train, options, on_bad_file=on_bad_file,
+                       channels=channels, image_size=image_size, path=path, target=target,
+                       root=root)  # fmt: skip
+    options = dict(options)
+    test_fraction = options.pop("test_fraction", 0.2)
+    splits, classes, skipped = _source_splits(name, Path(root or "").expanduser(), path,
+                                              image_size, channels, on_bad_file, target,
+                                              options, progress)  # fmt: skip
+    return _from_splits(name, splits, classes, skipped, val_fraction, test_fraction,
+                        split_seed, normalize, limit_train, progress)  # fmt: skip
 
 
 def _source_splits(name, root, path, image_size, channels, on_bad_file, target, options,
