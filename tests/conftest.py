@@ -1,6 +1,14 @@
 import os
 import shutil
+import signal
 import tempfile
+
+# A suite started in the background by a non-interactive shell (`make test &`) inherits
+# SIGINT ignored, and so would every run it starts: the signal tests' SIGINT would then do
+# nothing (jaxconv-train leaves an ignored SIGINT alone, as Python does). A handler, unlike
+# SIG_IGN, is reset by exec: the runs start with SIGINT's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # One XLA compilation cache for the whole run, shared by every CLI subprocess a test
 # starts (they inherit the environment): most of a small CLI run is compiling its steps,
