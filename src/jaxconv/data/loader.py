@@ -3,8 +3,10 @@ batch, so the order, the augmentation and a resume are pure functions of the ste
 
 - **Order**: :func:`~jaxconv.data.batch_indices` of ``(seed, epoch)``, the same for every
   source; each process reads only its rows of each global batch (``rows``).
-- **Augmentation**: :func:`~jaxconv.data.augment` of ``(seed, step)``, drawn for the whole
-  global batch, so a process's rows move as they would in one process.
+- **Augmentation**: ``data.transforms`` per example, from ``(seed, epoch, example index)``
+  (:mod:`jaxconv.data.transforms`); then :func:`~jaxconv.data.augment` of ``(seed,
+  step)``, drawn for the whole global batch, so a process's rows move as they would in
+  one process.
 - **Workers**: ``workers`` processes compute batches ahead (Grain's ``mp_prefetch``);
   every batch is computed from its step alone, so the batches are the same whatever
   ``workers`` is. ``0`` computes them in the calling process.
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxconv.data import transforms as T
 from jaxconv.data.batching import augment, batch_indices
 
 
@@ -53,6 +56,7 @@ class StepBatch:
     rows: tuple[int, int]  # (first, count) of this process in each global batch
     shift: int = 0
     flip: bool = False
+    transforms: tuple = ()  # per example (jaxconv.data.transforms), before shift and flip
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         n = len(self.x)
@@ -61,8 +65,12 @@ class StepBatch:
         index = batch_indices(n, self.batch_size, self.seed, epoch, in_epoch)
         first, count = self.rows
         mine = index[first : first + count]
-        x = augment(np.asarray(self.x[mine]), shift=self.shift, flip=self.flip, seed=self.seed,
-                    step=int(step), rows=(first, len(index)))  # fmt: skip
+        x = np.asarray(self.x[mine])
+        if self.transforms:
+            x = np.stack([T.apply(self.transforms, row, seed=self.seed, epoch=epoch, index=int(i))
+                          for row, i in zip(x, mine)])  # fmt: skip
+        x = augment(x, shift=self.shift, flip=self.flip, seed=self.seed, step=int(step),
+                    rows=(first, len(index)))  # fmt: skip
         return {"step": np.int64(step), "x": x, "y": np.asarray(self.y[mine])}
 
 

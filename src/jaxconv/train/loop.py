@@ -17,7 +17,7 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxconv._options import option
-from jaxconv.data import Dataset, steps_per_epoch
+from jaxconv.data import Dataset, steps_per_epoch, transforms
 from jaxconv.data.batching import eval_batches
 from jaxconv.data.datasets import check_dataset, check_labels, check_targets
 from jaxconv.data.loader import StepBatch, TrainBatches
@@ -252,6 +252,8 @@ class FitOptions:
         samples per axis; horizontal flips (images only).
       workers: processes computing the batches ahead (Grain's ``mp_prefetch``); 0: the
         calling process. The batches are the same whatever it is.
+      transforms: per-example augmentations, ``[{"name": "random_crop", "padding": 4},
+        {"name": "hflip"}, ...]`` (:mod:`jaxconv.data.transforms`).
       label_smoothing: of the cross-entropy targets.
       devices: how many of each process's local devices the batch is split over
         (``"all"``: every one; see :mod:`jaxconv.train.parallel`). ``batch_size`` is
@@ -276,6 +278,7 @@ class FitOptions:
     workers: int = option(
         0, key="data.workers", resume="free", why="how many processes compute the batches"
     )
+    transforms: list | None = option(None, key="data.transforms")
     label_smoothing: float = 0.0
     devices: int | str = option(
         "all",
@@ -306,6 +309,7 @@ def check_fit_options(o: FitOptions) -> None:
         raise ValueError(f"`seed` (={o.seed}) must be >= 0")
     if isinstance(o.workers, bool) or not isinstance(o.workers, int) or o.workers < 0:
         raise ValueError(f"`workers` (={o.workers!r}) must be an int >= 0")
+    transforms.from_config(o.transforms)  # a bad name or argument: one line
     if not o.augment_shift >= 0:
         raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
     if not 0 <= o.label_smoothing < 1:
@@ -574,8 +578,9 @@ def _train_batches(data: Dataset, o: FitOptions, total: int, mesh) -> TrainBatch
     rows = min(o.batch_size, len(data.x_train))  # a global batch
     mine = parallel.local_rows(rows, mesh)
     first, count = mine.start, mine.stop - mine.start
+    pipeline = transforms.from_config(o.transforms)
     batches = StepBatch(data.x_train, data.y_train, o.batch_size, o.seed, (first, count),
-                        o.augment_shift, o.augment_flip)  # fmt: skip
+                        o.augment_shift, o.augment_flip, pipeline)  # fmt: skip
 
     def place(x, y):
         return parallel.shard_batch(x, mesh, rows), parallel.shard_batch(y, mesh, rows)
