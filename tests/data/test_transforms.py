@@ -66,3 +66,45 @@ def test_bad_entries_are_one_line():
         T.from_config([{"name": "hflip"}, {"name": "blur"}])
     with pytest.raises(ValueError, match=r"`transforms\[0\]` \(cutout\) has width; it takes: size"):
         T.from_config([{"name": "cutout", "width": 3}])
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_mixup_and_cutmix_mix_pixels_and_labels_by_the_same_share(name):
+    d = load_dataset("digits", val_fraction=0.0, limit_train=64)
+    mix = T.mix_from_config(name, 1.0)
+
+    def rows(first, count):
+        return StepBatch(d.x_train, d.y_train, 16, 4, (first, count), mix=mix, num_classes=10)(3)
+
+    whole = rows(0, 16)
+    plain = StepBatch(d.x_train, d.y_train, 16, 4, (0, 16))(3)  # the same batch, unmixed
+    lam, pairs, _ = mix.draw(4, 3, 16)
+    y = whole["y"]
+    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
+    eye = np.eye(10, dtype=np.float32)
+    share = y[np.arange(16), plain["y"]]  # the first label's weight (both, if they agree)
+    for k in range(16):
+        own, other = plain["y"][k], plain["y"][pairs[k]]
+        if own == other:
+            np.testing.assert_allclose(y[k], eye[own], rtol=1e-6)
+            continue
+        s = share[k]
+        np.testing.assert_allclose(y[k], s * eye[own] + (1 - s) * eye[other], rtol=1e-5)
+        if name == "mixup":
+            assert s == pytest.approx(lam)
+            np.testing.assert_allclose(whole["x"][k], s * plain["x"][k] + (1 - s) *
+                                       plain["x"][pairs[k]], rtol=1e-5, atol=1e-6)  # fmt: skip
+        else:  # each pixel is one image's or the other's; the other's lie in a box of 1 - s
+            mine, theirs = plain["x"][k], plain["x"][pairs[k]]
+            assert (np.isclose(whole["x"][k], mine) | np.isclose(whole["x"][k], theirs)).all()
+            taken = np.nonzero(~np.isclose(whole["x"][k], mine).all(-1))
+            if len(taken[0]):
+                box = np.prod([axis.max() - axis.min() + 1 for axis in taken]) / 64
+                assert box <= 1 - s + 1e-6 and s < 1
+    # Split over two processes: the same rows (partners are loaded where needed).
+    halves = np.concatenate([rows(0, 8)["x"], rows(8, 8)["x"]])
+    np.testing.assert_array_equal(halves, whole["x"])
+    with pytest.raises(ValueError, match=r"`mix` \(='blend'\) must be one of mixup, cutmix"):
+        T.mix_from_config("blend")
+    with pytest.raises(ValueError, match=r"`mix_alpha` \(=0\) must be > 0"):
+        T.mix_from_config("mixup", 0)

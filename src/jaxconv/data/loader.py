@@ -57,6 +57,8 @@ class StepBatch:
     shift: int = 0
     flip: bool = False
     transforms: tuple = ()  # per example (jaxconv.data.transforms), before shift and flip
+    mix: T.Mix | None = None  # mixup / cutmix of the whole batch, last
+    num_classes: int = 0  # the width of the mixed labels
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         n = len(self.x)
@@ -65,13 +67,32 @@ class StepBatch:
         index = batch_indices(n, self.batch_size, self.seed, epoch, in_epoch)
         first, count = self.rows
         mine = index[first : first + count]
-        x = np.asarray(self.x[mine])
+        x, y = self._examples(mine, epoch, int(step), first, len(index))
+        if self.mix is not None:
+            lam, pairs, rng = self.mix.draw(self.seed, int(step), len(index))
+            partners = pairs[first : first + count]  # rows of the global batch
+            x_other, y_other = self._examples(index[partners], epoch, int(step), partners,
+                                              len(index))  # fmt: skip
+            x, lam = self.mix(x, x_other, lam, rng)
+            eye = np.eye(self.num_classes, dtype=np.float32)
+            y = lam * eye[y] + (1 - lam) * eye[y_other]
+        return {"step": np.int64(step), "x": x, "y": y}
+
+    def _examples(self, examples, epoch: int, step: int, rows, total: int):
+        """Examples ``examples`` (rows ``rows`` of the global batch: a first row, or each
+        row's position), transformed and augmented as their rows of the batch."""
+        x = np.asarray(self.x[examples])
         if self.transforms:
             x = np.stack([T.apply(self.transforms, row, seed=self.seed, epoch=epoch, index=int(i))
-                          for row, i in zip(x, mine)])  # fmt: skip
-        x = augment(x, shift=self.shift, flip=self.flip, seed=self.seed, step=int(step),
-                    rows=(first, len(index)))  # fmt: skip
-        return {"step": np.int64(step), "x": x, "y": np.asarray(self.y[mine])}
+                          for row, i in zip(x, examples)])  # fmt: skip
+        if np.ndim(rows) == 0:
+            x = augment(x, shift=self.shift, flip=self.flip, seed=self.seed, step=step,
+                        rows=(int(rows), total))  # fmt: skip
+        else:  # scattered rows: each augmented as its own row of the batch
+            x = np.concatenate([augment(x[k : k + 1], shift=self.shift, flip=self.flip,
+                                        seed=self.seed, step=step, rows=(int(r), total))
+                                for k, r in enumerate(rows)])  # fmt: skip
+        return x, np.asarray(self.y[examples])
 
 
 class TrainBatches:

@@ -137,3 +137,53 @@ def apply(pipeline: Sequence, x: np.ndarray, *, seed: int, epoch: int, index: in
     for transform in pipeline:
         x = transform(x, rng)
     return np.ascontiguousarray(x, np.float32)
+
+
+#: ``data.mix``'s names: batch-level mixing of two examples and their labels.
+MIXES = ("mixup", "cutmix")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mix:
+    """Mixup (``lam * x + (1 - lam) * x'``) or CutMix (a box of ``x'`` pasted into ``x``,
+    ``lam`` the share of ``x`` left) with ``lam ~ Beta(alpha, alpha)`` drawn once per
+    step, each example paired with the one a permutation of the global batch gives; the
+    labels become ``lam * onehot(y) + (1 - lam) * onehot(y')``."""
+
+    name: str = "mixup"
+    alpha: float = 0.2
+
+    def draw(
+        self, seed: int, step: int, rows: int
+    ) -> tuple[float, np.ndarray, np.random.Generator]:
+        """``lam``, the partner of each row of the global batch and the generator the box
+        is drawn from: functions of (seed, step)."""
+        rng = np.random.default_rng([seed, step, 0x313])
+        return float(rng.beta(self.alpha, self.alpha)), rng.permutation(rows), rng
+
+    def __call__(self, x, partner, lam, rng) -> tuple[np.ndarray, float]:
+        """The mixed batch and the share of ``x`` in it (CutMix's box is clipped)."""
+        if self.name == "mixup":
+            return (lam * x + (1 - lam) * partner).astype(np.float32), lam
+        spatial = x.shape[1:-1]
+        side = np.sqrt(1 - lam)
+        region, area = [slice(None)], 1.0
+        for n in spatial:
+            cut, centre = int(round(n * side)), int(rng.integers(0, n))
+            lo, hi = max(centre - cut // 2, 0), min(centre + (cut + 1) // 2, n)
+            region.append(slice(lo, hi))
+            area *= (hi - lo) / n
+        mixed = x.copy()
+        mixed[tuple(region)] = partner[tuple(region)]
+        return mixed, 1.0 - area
+
+
+def mix_from_config(name: str | None, alpha: float = 0.2) -> Mix | None:
+    """``data.mix`` (mixup, cutmix or null) and ``data.mix_alpha``; one line when wrong."""
+    if name is None:
+        return None
+    if name not in MIXES:
+        raise ValueError(f"`mix` (={name!r}) must be one of {', '.join(MIXES)} or null")
+    if not alpha > 0:
+        raise ValueError(f"`mix_alpha` (={alpha}) must be > 0")
+    return Mix(name, float(alpha))

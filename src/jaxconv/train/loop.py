@@ -254,6 +254,9 @@ class FitOptions:
         calling process. The batches are the same whatever it is.
       transforms: per-example augmentations, ``[{"name": "random_crop", "padding": 4},
         {"name": "hflip"}, ...]`` (:mod:`jaxconv.data.transforms`).
+      mix, mix_alpha: ``"mixup"`` or ``"cutmix"`` (None: neither), ``lam ~ Beta(alpha,
+        alpha)``: each batch mixed with a permutation of itself, the labels mixed in the
+        (default) loss.
       label_smoothing: of the cross-entropy targets.
       devices: how many of each process's local devices the batch is split over
         (``"all"``: every one; see :mod:`jaxconv.train.parallel`). ``batch_size`` is
@@ -279,6 +282,8 @@ class FitOptions:
         0, key="data.workers", resume="free", why="how many processes compute the batches"
     )
     transforms: list | None = option(None, key="data.transforms")
+    mix: str | None = option(None, key="data.mix")
+    mix_alpha: float = option(0.2, key="data.mix_alpha")
     label_smoothing: float = 0.0
     devices: int | str = option(
         "all",
@@ -310,6 +315,7 @@ def check_fit_options(o: FitOptions) -> None:
     if isinstance(o.workers, bool) or not isinstance(o.workers, int) or o.workers < 0:
         raise ValueError(f"`workers` (={o.workers!r}) must be an int >= 0")
     transforms.from_config(o.transforms)  # a bad name or argument: one line
+    transforms.mix_from_config(o.mix, o.mix_alpha)
     if not o.augment_shift >= 0:
         raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
     if not 0 <= o.label_smoothing < 1:
@@ -392,6 +398,8 @@ def _checked(data: Dataset, o: FitOptions, run_dir, objective: Objective) -> tup
     """The checks :func:`fit` makes before it builds anything: the total steps and the mesh."""
     check_fit_options(o)
     check_dataset(data, class_labels=objective.class_labels)
+    if o.mix and not objective.class_labels:
+        raise ValueError("`mix` mixes class labels: it needs the default loss (no `loss=`)")
     total = total_steps(len(data.x_train), o)
     if total < 1:
         raise ValueError(
@@ -579,8 +587,10 @@ def _train_batches(data: Dataset, o: FitOptions, total: int, mesh) -> TrainBatch
     mine = parallel.local_rows(rows, mesh)
     first, count = mine.start, mine.stop - mine.start
     pipeline = transforms.from_config(o.transforms)
+    mix = transforms.mix_from_config(o.mix, o.mix_alpha)
     batches = StepBatch(data.x_train, data.y_train, o.batch_size, o.seed, (first, count),
-                        o.augment_shift, o.augment_flip, pipeline)  # fmt: skip
+                        o.augment_shift, o.augment_flip, pipeline, mix,
+                        data.num_classes)  # fmt: skip
 
     def place(x, y):
         return parallel.shard_batch(x, mesh, rows), parallel.shard_batch(y, mesh, rows)

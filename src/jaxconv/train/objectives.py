@@ -43,12 +43,18 @@ RESERVED = ("step", "epoch", "split", "loss", "images_per_s")
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Cross-entropy of integer class ``labels`` under ``softmax(logits)``, per example."""
+    """Cross-entropy of integer class ``labels`` (or of class probabilities, one row per
+    example: mixed labels) under ``softmax(logits)``, per example."""
+    if labels.ndim == logits.ndim:
+        return optax.softmax_cross_entropy(logits, labels)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """1.0 where the largest logit is the label's, else 0.0."""
+    """1.0 where the largest logit is the label's (the likeliest class of mixed labels),
+    else 0.0."""
+    if labels.ndim == logits.ndim:
+        labels = jnp.argmax(labels, -1)
     return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
 
@@ -77,8 +83,8 @@ def _smoothed_cross_entropy(label_smoothing: float) -> PerExample:
     ``label_smoothing`` (the form every recorded default run was trained with)."""
 
     def loss(logits, labels):
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-        return optax.softmax_cross_entropy(logits, targets)
+        hot = labels if labels.ndim == logits.ndim else jax.nn.one_hot(labels, logits.shape[-1])
+        return optax.softmax_cross_entropy(logits, optax.smooth_labels(hot, label_smoothing))
 
     return loss
 
