@@ -211,3 +211,49 @@ def test_a_source_object_of_ones_own():
     assert (len(d.x_train), len(d.x_val), len(d.x_test), d.num_classes) == (24, 6, 30, 2)
     with pytest.raises(DataError, match=r"data.target \(='nowhere.Thing'\) cannot be imported"):
         load_dataset("custom", target="nowhere.Thing")
+
+
+def test_the_command_line_trains_a_folder_and_its_shards_alike(digit_files, tmp_path):
+    """`jaxconv-train data=image_folder` and `data=array_record` of the packed folder: the
+    same params_sha256; a bad file is refused before anything is written, or skipped and
+    recorded in result.json."""
+    import json
+
+    from tests.helpers import cli
+
+    root, _ = digit_files
+    pack = [sys.executable, "-m", "jaxconv.app.data_cli", "pack", root / "images", tmp_path / "ar"]
+    assert subprocess.run(pack, capture_output=True, timeout=300).returncode == 0
+    common = ["model=cnn2d", "model.channels=[16,32]", "trainer.max_steps=60",
+              "trainer.plots=false", "trainer.batch_size=32", "schedule=constant",
+              "trainer.progress=false"]  # fmt: skip
+    runs = {
+        "folder": ["data=image_folder", f"data.root={root / 'images'}"],
+        "shards": ["data=array_record", f"data.root={tmp_path / 'ar'}"],
+    }
+    for name, data in runs.items():
+        done = cli([*common, *data, f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    folder, shards = (json.loads((tmp_path / n / "result.json").read_text()) for n in runs)
+    assert folder["params_sha256"] == shards["params_sha256"]
+    assert folder["test_accuracy"] == shards["test_accuracy"] > 0.8
+    assert folder["skipped_files"] == {"count": 0, "files": []}
+
+    bad = root / "images" / "train" / "digit3" / "zz_broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    try:
+        refused = cli([*common, *runs["folder"], f"hydra.run.dir={tmp_path / 'bad'}"],
+                      cwd=tmp_path)  # fmt: skip
+        assert refused.returncode == 2 and not (tmp_path / "bad").exists()
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"jaxconv-train: error: {bad} is not an image Pillow can read "
+            "(data.on_bad_file=skip leaves such files out)"
+        )
+        skipped = cli([*common, *runs["folder"], "data.on_bad_file=skip",
+                       f"hydra.run.dir={tmp_path / 'skip'}"], cwd=tmp_path)  # fmt: skip
+        assert skipped.returncode == 0, skipped.stderr[-3000:]
+        record = json.loads((tmp_path / "skip" / "result.json").read_text())
+        assert record["skipped_files"] == {"count": 1, "files": [str(bad)]}
+        assert record["params_sha256"] == folder["params_sha256"]  # the same examples
+    finally:
+        bad.unlink()
