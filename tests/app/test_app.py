@@ -90,12 +90,25 @@ def test_every_model_config_instantiates(hydra_compose, model, api):
     )
 
 
+#: The values a group option needs from the command line (a source of one's own names it).
+REQUIRED = {
+    "image_folder": ["data.root=photos"],
+    "array_record": ["data.root=photos_ar"],
+    "arrays": ["data.path=arrays.npz"],
+    "custom": ["data.target=mypkg.sources.Stripes"],
+}
+
+
 @pytest.mark.parametrize("group", ["data", "optimizer", "schedule", "trainer", "logger"])
 def test_every_group_option_composes(hydra_compose, group):
     for option in options(group):
-        cfg = hydra_compose([f"{group}={option}"])
+        cfg = hydra_compose([f"{group}={option}", *REQUIRED.get(option, [])])
         validate(cfg)
         OmegaConf.to_container(cfg, resolve=True)
+        if option in REQUIRED:  # without the value: one line naming the key
+            key = REQUIRED[option][0].split("=")[0]
+            with pytest.raises(Exception, match=rf"^{key} must name "):
+                validate(hydra_compose([f"{group}={option}"]))
 
 
 def test_wrong_type_and_unknown_key_are_rejected_by_hydra(hydra_compose):
