@@ -121,11 +121,11 @@ class TrainBatches:
             saved = None  # Grain's state has another form with another number of workers
         self._offset = saved["offset"] if saved else step
         dataset = grain.MapDataset.range(self._offset, self.total).map(self.batches)
-        iterable = dataset.to_iter_dataset()
         if self.workers:
             options = grain.MultiprocessingOptions(num_workers=self.workers)
-            iterable = iterable.mp_prefetch(options)
-        self._iterator = iter(iterable)
+            self._iterator = iter(dataset.to_iter_dataset().mp_prefetch(options))
+        else:  # random access: Grain's iterator machinery costs more per step than a batch
+            self._iterator = _Indexed(dataset)
         if saved and saved["grain"] is not None:
             self._iterator.set_state(saved["grain"])
         self._state = saved["grain"] if saved else None
@@ -187,3 +187,24 @@ class TrainBatches:
         while not self._queue.empty():
             self._queue.get_nowait()
         gc.collect()
+
+
+class _Indexed:
+    """Elements ``next_index, next_index + 1, ...`` of a ``grain.MapDataset`` by random
+    access, with the state a ``MapDataset`` iterator has (``{"next_index": k}``)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset, self.next_index = dataset, 0
+
+    def __next__(self):
+        if self.next_index >= len(self.dataset):
+            raise StopIteration
+        element = self.dataset[self.next_index]
+        self.next_index += 1
+        return element
+
+    def get_state(self) -> dict:
+        return {"next_index": self.next_index}
+
+    def set_state(self, state: dict) -> None:
+        self.next_index = int(state["next_index"])
