@@ -10,8 +10,18 @@ SCRIPT = Path(__file__).parents[2] / "benchmarks" / "input_pipeline.py"
 
 
 def test_the_input_pipeline_benchmark_prints_its_table():
-    args = ["--images", "300", "--batches", "2", "--rounds", "1", "--fit-steps", "2",
-            "--workers", "0,1"]  # fmt: skip
+    args = [
+        "--images",
+        "200",
+        "--batches",
+        "2",
+        "--rounds",
+        "1",
+        "--fit-steps",
+        "2",
+        "--workers",
+        "0",
+    ]  # fmt: skip (worker processes: tests/data/test_loader.py)
     done = subprocess.run([sys.executable, SCRIPT, *args, "--model", "small"],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -20,6 +30,6 @@ def test_the_input_pipeline_benchmark_prints_its_table():
     ]
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| image folder (PNG)", "| ArrayRecord",
                                                        "| in memory"]  # fmt: skip
-    for row in rows[1:]:  # three positive rates, and the slowest of them over the step's
-        assert all(float(c.replace(",", "")) > 0 for c in row.split(" | ")[1:3])
+    for row in rows[1:]:  # a positive rate for each source
+        assert float(row.split(" | ")[1].replace(",", "")) > 0
     assert re.search(r"image folder / preloaded wall time \d+\.\d{3} \(median of 1", done.stdout)
