@@ -20,7 +20,7 @@ from flax import nnx
 
 from jaxconv import ops
 from jaxconv.ops import _validate as V
-from jaxconv.ops import backend_names
+from jaxconv.ops.backends import check_backend
 from jaxconv.ops.lax_compat import conv_general_dilated
 
 
@@ -46,8 +46,7 @@ class Conv(nnx.Conv):
         backend: str = "auto",
         **options: Any,
     ):
-        if backend not in backend_names():
-            raise ValueError(f"`backend` (={backend!r}) must be one of {backend_names()}")
+        check_backend(backend)
         if "conv_general_dilated" in options:
             raise TypeError("`conv_general_dilated` is jaxconv's here: choose `backend`")
         self.backend, self.padding_mode = backend, padding_mode
@@ -89,8 +88,7 @@ class ConvTranspose(nnx.ConvTranspose):
         backend: str = "auto",
         **options: Any,
     ):
-        if backend not in backend_names():
-            raise ValueError(f"`backend` (={backend!r}) must be one of {backend_names()}")
+        check_backend(backend)
         if padding_mode != "zeros":
             raise ValueError(
                 f"`padding_mode` (={padding_mode!r}) must be 'zeros': a transposed "
