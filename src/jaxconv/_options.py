@@ -53,6 +53,18 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def rest_of_group() -> Any:
+    """A ``dict`` field that receives the keys of its config group the schema does not
+    declare (``+optimizer.eps=1e-6``): keywords passed through to a function the group
+    names, which checks them. It is not itself a config key."""
+    return dataclasses.field(default_factory=dict, metadata={"rest": True})
+
+
+def rest_field(schema: type) -> str | None:
+    """The name of ``schema``'s :func:`rest_of_group` field, if it has one."""
+    return next((f.name for f in dataclasses.fields(schema) if f.metadata.get("rest")), None)
+
+
 @dataclasses.dataclass(frozen=True)
 class OptionInfo:
     """One option as the command line sees it."""
@@ -70,10 +82,13 @@ class OptionInfo:
 
 
 def describe(schema: type, group: str) -> list[OptionInfo]:
-    """Every field of ``schema`` with its key (``<group>.<name>`` unless it names one)."""
+    """Every field of ``schema`` with its key (``<group>.<name>`` unless it names one),
+    but the :func:`rest_of_group` one."""
     out = []
     for f in dataclasses.fields(schema):
         meta = f.metadata
+        if meta.get("rest"):
+            continue
         out.append(
             OptionInfo(
                 name=f.name,

@@ -66,6 +66,11 @@ class RunDir:
         return self.path / "metrics.csv"
 
     @property
+    def model_summary(self) -> Path:
+        """``model.txt``: the model's layers, output shapes, parameters and FLOPs per step."""
+        return self.path / "model.txt"
+
+    @property
     def refusal(self) -> Path:
         """``refused.json``: why the last command refused this sweep job's directory."""
         return self.path / "refused.json"
@@ -109,14 +114,15 @@ class RunDir:
         write neither."""
         dirs = (self.checkpoints, self.last_checkpoints, self.hydra)
         files = (self.result, self.config, self.provenance, self.metrics, self.refusal,
-                 self.lock, self.mlflow_run, *(self.plot(name) for name in PLOT_FILES))  # fmt: skip
+                 self.lock, self.mlflow_run, self.model_summary,
+                 *(self.plot(name) for name in PLOT_FILES))  # fmt: skip
         out = [f"{p.relative_to(self.path)} is a file" for p in dirs if _is(p, file=True)]
         out += [f"{p.relative_to(self.path)} is a directory" for p in files if _is(p, file=False)]
         return out
 
     def artifacts(self) -> list[Path]:
         """The records and plots that exist (what a tracking server keeps of a run)."""
-        records = (self.result, self.metrics, self.config, self.provenance)
+        records = (self.result, self.metrics, self.config, self.provenance, self.model_summary)
         plots = (self.plot(name) for name in PLOT_FILES)
         return [p for p in (*records, *plots) if p.is_file()]
 

@@ -138,13 +138,28 @@ def test_same_config_and_seed_are_bit_identical(hydra_compose, tmp_path, backend
     assert set(provenance["git"]) == {"commit", "dirty"}
 
 
-@pytest.mark.parametrize("api,workers", [("linen", 0), ("nnx", 0), ("linen", 2)])
-def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api, workers):
+#: Early stopping that ends the run at step 250 (the first evaluation sets the best, no
+#: later one improves the validation loss by 0.5, four in a row stop it), and weight EMA.
+RECIPE = [
+    "trainer.early_stopping.monitor=val/loss",
+    "trainer.early_stopping.mode=min",
+    "trainer.early_stopping.patience=4",
+    "trainer.early_stopping.min_delta=0.5",
+    "trainer.ema_decay=0.9",
+]
+
+
+@pytest.mark.parametrize(
+    "api,workers,recipe", [("linen", 0, []), ("nnx", 0, RECIPE), ("linen", 2, [])]
+)
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api, workers, recipe):
     """Killed at a checkpoint mid-epoch (5 steps an epoch, one every 7), resumed: the
     uninterrupted run's parameters, also when Grain workers computed the batches (the
-    uninterrupted run computes them itself)."""
+    uninterrupted run computes them itself), and with early stopping and a moving
+    average of the weights: the resumed run stops at the same step, its average equal."""
     common = [
         *TINY,
+        *recipe,
         f"model.api={api}",
         "trainer.max_steps=300",
         "trainer.eval_every=50",
@@ -174,7 +189,13 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, api, workers
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((full_dir / "result.json").read_text())
     b = json.loads((cut_dir / "result.json").read_text())
-    assert b["status"] == "ok" and b["steps"] == 300
+    assert b["status"] == "ok" and b["steps"] == (250 if recipe else 300)
+    if recipe:
+        assert b["stopped_early"] == a["stopped_early"]
+        assert b["stopped_early"]["step"] == 250
+        assert b["stopped_early"]["reason"].startswith("early stopping: val/loss did not improve")
+        assert (b["evaluated_weights"], b["ema_decay"]) == ("ema", 0.9)
+        assert a["ema_params_sha256"] == b["ema_params_sha256"] != b["params_sha256"]
     assert a["params_sha256"] == b["params_sha256"]
     assert (a["test_accuracy"], a["test_loss"]) == (b["test_accuracy"], b["test_loss"])
     assert without_timing(full_dir / "metrics.csv") == without_timing(cut_dir / "metrics.csv")

@@ -2,6 +2,7 @@
 .npz and memory-mapped .npy arrays, ArrayRecord shards from `jaxconv-data pack`, a source
 object; bad files found before training, in one line or skipped."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,16 @@ def digit_files(tmp_path_factory):
     return root, rows
 
 
+@pytest.fixture(scope="module")
+def packed_digits(digit_files, tmp_path_factory):
+    """The digit folder packed by the `jaxconv-data pack` command, with its output."""
+    packed = tmp_path_factory.mktemp("packed") / "ar"
+    cli = [sys.executable, "-m", "jaxconv.app.data_cli", "pack", digit_files[0] / "images", packed]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return packed, done.stdout
+
+
 def _train(data):
     model = models.CNN(channels=(16, 32), kernel_size=(3, 3), pool="max", conv_backend="lax")
     state, _ = fit(model, data, optax.adam(3e-3), max_steps=120, batch_size=32, progress=False,
@@ -50,15 +61,12 @@ def _train(data):
     return state
 
 
-def test_a_folder_its_arrays_and_its_shards_train_bit_identically(digit_files, tmp_path):
+def test_a_folder_its_arrays_and_its_shards_train_bit_identically(digit_files, packed_digits):
     digit_files, rows = digit_files
     folder = load_dataset("image_folder", root=digit_files / "images", val_fraction=0.1)
     arrays = load_dataset("arrays", path=digit_files / "digits.npz", val_fraction=0.1)
-    packed = tmp_path / "packed"
-    cli = [sys.executable, "-m", "jaxconv.app.data_cli", "pack", digit_files / "images", packed]
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("packed train 1437, test 360 images of 10 classes")
+    packed, stdout = packed_digits
+    assert stdout.startswith("packed train 1437, test 360 images of 10 classes")
     shards = load_dataset("array_record", root=packed, val_fraction=0.1)
     assert folder.class_names == tuple(f"digit{k}" for k in range(10))
     assert (len(folder.x_train), len(folder.x_val), len(folder.x_test)) == (1293, 144, 360)
@@ -74,6 +82,12 @@ def test_a_folder_its_arrays_and_its_shards_train_bit_identically(digit_files, t
         for split in ("x_train", "x_val", "x_test"):
             np.testing.assert_array_equal(getattr(other, split)[:], getattr(folder, split)[:])
         np.testing.assert_array_equal(other.y_train, folder.y_train)
+    # The folder's scan and the pack's index.npz gave the statistics without another pass
+    # (the arrays read every example for them): the same mean and std to the bit.
+    assert folder.x_train.moments is not None and shards.x_train.moments is not None
+    assert arrays.x_train.moments is None
+    np.testing.assert_array_equal(shards.x_train.mean, arrays.x_train.mean)
+    np.testing.assert_array_equal(folder.x_train.std, arrays.x_train.std)
     states = [_train(d) for d in (folder, arrays, shards)]
     assert len({params_sha256(s.params) for s in states}) == 1
     state = states[0]
@@ -173,6 +187,22 @@ def test_a_damaged_shard_is_named(digit_files, tmp_path):
     root, _ = digit_files
     packed = tmp_path / "p"
     pack_image_folder(root / "images" / "test", packed, progress=False)
+    indexed = load_dataset("array_record", root=packed, normalize=False)
+    index = packed / "index.npz"
+    with np.load(index) as arrays:
+        short = {k: v[:-1] for k, v in arrays.items()}
+    index.rename(packed / "kept.npz")  # a pack made before index.npz: labels from records
+    meta = json.loads((packed / "meta.json").read_text())
+    (packed / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "index"}))
+    unindexed = load_dataset("array_record", root=packed, normalize=False)
+    assert unindexed.x_train.moments is None
+    np.testing.assert_array_equal(unindexed.y_train, indexed.y_train)
+    np.testing.assert_array_equal(unindexed.x_test[:], indexed.x_test[:])
+    (packed / "meta.json").write_text(json.dumps(meta))
+    np.savez(index, **short)
+    with pytest.raises(DataError, match=r"indexes 359 train records, the shards hold 360"):
+        load_dataset("array_record", root=packed)
+    (packed / "kept.npz").rename(index)
     shard = packed / "train-00000.array_record"
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(DataError, match=rf"^{shard} is not a readable ArrayRecord shard"):
@@ -206,14 +236,38 @@ class Squares:
         return image, label
 
 
+class LabelledSquares(Squares):
+    """Squares that give their labels without an image being read."""
+
+    reads = 0
+
+    @property
+    def labels(self):
+        return np.arange(self.count) % 2
+
+    def __getitem__(self, i):
+        LabelledSquares.reads += 1
+        return super().__getitem__(i)
+
+
 def test_a_source_object_of_ones_own():
     d = load_dataset("custom", target=f"{__name__}.Squares", count=30, val_fraction=0.2)
     assert (len(d.x_train), len(d.x_val), len(d.x_test), d.num_classes) == (24, 6, 30, 2)
+    fast = load_dataset("custom", target=f"{__name__}.LabelledSquares", count=30,
+                        val_fraction=0.2, normalize=False)  # fmt: skip
+    assert LabelledSquares.reads == 2  # the first image of train and of test, for the shape
+    np.testing.assert_array_equal(fast.y_train, d.y_train)
+    np.testing.assert_array_equal(fast.y_test, d.y_test)
+    LabelledSquares.labels = np.zeros(3, np.int64)
+    with pytest.raises(DataError, match=r"the train source's `labels` must be 30 integers"):
+        load_dataset("custom", target=f"{__name__}.LabelledSquares", count=30)
     with pytest.raises(DataError, match=r"data.target \(='nowhere.Thing'\) cannot be imported"):
         load_dataset("custom", target="nowhere.Thing")
 
 
-def test_the_command_line_trains_a_folder_and_its_shards_alike(digit_files, tmp_path):
+def test_the_command_line_trains_a_folder_and_its_shards_alike(
+    digit_files, packed_digits, tmp_path
+):
     """`jaxconv-train data=image_folder` and `data=array_record` of the packed folder: the
     same params_sha256; a bad file is refused before anything is written, or skipped and
     recorded in result.json."""
@@ -222,14 +276,12 @@ def test_the_command_line_trains_a_folder_and_its_shards_alike(digit_files, tmp_
     from tests.helpers import cli
 
     root, _ = digit_files
-    pack = [sys.executable, "-m", "jaxconv.app.data_cli", "pack", root / "images", tmp_path / "ar"]
-    assert subprocess.run(pack, capture_output=True, timeout=300).returncode == 0
     common = ["model=cnn2d", "model.channels=[16,32]", "trainer.max_steps=60",
               "trainer.plots=false", "trainer.batch_size=32", "schedule=constant",
               "trainer.progress=false"]  # fmt: skip
     runs = {
         "folder": ["data=image_folder", f"data.root={root / 'images'}"],
-        "shards": ["data=array_record", f"data.root={tmp_path / 'ar'}"],
+        "shards": ["data=array_record", f"data.root={packed_digits[0]}"],
     }
     for name, data in runs.items():
         done = cli([*common, *data, f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path)

@@ -3,6 +3,8 @@ no traceback, nothing on disk (the data-file and run-dir cases live beside their
 
 import pytest
 
+from jaxconv.train.optim import optax_names
+
 from .conftest import cli, error_lines
 
 
@@ -34,13 +36,19 @@ from .conftest import cli, error_lines
         ("data.limit_train=0", "data.limit_train (=0) must be >= 1 or null"),
         (
             "optimizer.name=bogus",
-            "optimizer.name (='bogus') must be one of ('sgd', "
-            "'momentum', 'nesterov', 'adam', 'adamw')",
+            "optimizer.name (='bogus') is neither a preset ('sgd', 'momentum', 'nesterov', "
+            f"'adam', 'adamw') nor an Optax optimizer; Optax has {', '.join(optax_names())}",
+        ),
+        (
+            "+optimizer.epz=1",  # a keyword of optax.adamw misspelt
+            "optimizer.epz is not an argument of optax.adamw; it takes b1, b2, eps, eps_root, "
+            "mu_dtype, weight_decay, mask, nesterov",
         ),
         (
             "schedule.name=bogus",
-            "schedule.name (='bogus') must be one of ('constant', "
-            "'cosine', 'warmup_cosine', 'one_cycle')",
+            "schedule.name (='bogus') is neither a preset ('constant', 'cosine', "
+            "'warmup_cosine', 'one_cycle') nor an Optax schedule; Optax has "
+            f"{', '.join(optax_names('schedule'))}",
         ),
         ("optimizer.clip_norm=-1", "optimizer.clip_norm (=-1.0) must be > 0 or null"),
         ("optimizer.lr=inf", "optimizer.lr (=inf) must be a finite number"),

@@ -213,3 +213,14 @@ def test_run_dir_that_is_read_only(read_only_dir, tmp_path, sub):
     lines = error_lines(proc.stderr)
     assert len(lines) == 1 and f"run directory {target} is not writable" in lines[0], proc.stderr
     assert list(read_only_dir.iterdir()) == []
+
+
+def test_a_key_added_since_the_run_counts_as_its_default():
+    """A run recorded before ``data.workers`` and ``data.transforms`` existed resumes
+    under a config that has them at their defaults, and not at other values."""
+    recorded = {"seed": 0, "data": {"name": "mnist1d"}}
+    new = {"seed": 0, "data": {"name": "mnist1d", "transforms": None, "mix": None, "workers": 0}}
+    assert config_differences(recorded, new) == []
+    changed = {**new, "data": {**new["data"], "mix": "mixup"}}
+    assert config_differences(recorded, changed) == ["data.mix: null -> mixup"]
+    assert config_differences(changed, recorded) == ["data.mix: mixup -> null"]

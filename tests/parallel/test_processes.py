@@ -160,20 +160,27 @@ def test_two_processes_train_like_two_devices_in_one(two_processes, tmp_path):
 
 
 def test_sigkill_both_processes_and_resume_both_with_explicit_keys(two_processes, tmp_path):
-    """Started with explicit ``distributed.*`` keys instead of SLURM's variables, killed
-    mid-run and resumed: the same parameters, bit for bit, as the SLURM run."""
+    """Started with explicit ``distributed.*`` keys instead of SLURM's variables, each
+    process's batches made by two Grain worker processes, killed mid-epoch (an epoch is
+    40 steps; checkpoints every 15) and resumed: the same parameters, bit for bit, as the
+    SLURM run without workers. Each process continues its own iterator from the state in
+    the checkpoint."""
     run_dir, _ = two_processes
     killed = tmp_path / "killed"
-    procs = start(ARGS, killed, explicit=True)
+    args = [*ARGS, "data.workers=2", "trainer.checkpoint_every=15"]  # 15, 30, 45, ...
+    procs = start(args, killed, explicit=True)
     try:
-        wait_for_checkpoint(killed, 40, timeout=240)
+        wait_for_checkpoint(killed, 15, timeout=240)
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)
     finally:
         finish(procs, timeout=60)
     running = json.loads((killed / "result.json").read_text())
     assert running["status"] == "running" and running["processes"] == 2
-    outs = run([*ARGS, "trainer.resume=true"], killed, explicit=True)
+    manifests = (killed / "checkpoints" / "manifest").glob("last-*.json")
+    latest = max(int(p.stem.split("-")[1]) for p in manifests)
+    assert latest % 40 != 0  # the checkpoint it resumes from is mid-epoch
+    outs = run([*args, "trainer.resume=true"], killed, explicit=True)
     for code, _, stderr in outs:
         assert code == 0, stderr[-3000:]
     resumed = json.loads((killed / "result.json").read_text())

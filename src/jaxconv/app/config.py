@@ -24,7 +24,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from jaxconv._options import OptionInfo, describe, option
+from jaxconv._options import OptionInfo, describe, option, rest_field
 from jaxconv.data.datasets import DataOptions
 from jaxconv.train.loggers import LoggerOptions
 from jaxconv.train.loop import FitOptions
@@ -121,10 +121,12 @@ def register(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ResumeRules:
-    """Which keys a resume may change (with why) or only extend."""
+    """Which keys a resume may change (with why) or only extend, and every key's
+    default (a run recorded before a key existed ran with its default)."""
 
     may_change: dict[str, str]
     may_extend: tuple[str, ...]
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def resume_rules(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> ResumeRules:
@@ -132,7 +134,32 @@ def resume_rules(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> ResumeRul
     return ResumeRules(
         may_change={i.key: i.why for i in infos if i.resume == "free"},
         may_extend=tuple(i.key for i in infos if i.resume == "extend"),
+        defaults=_defaults(infos),
     )
+
+
+def _defaults(infos: list[OptionInfo]) -> dict[str, Any]:
+    """Every key's default, a nested options dataclass's as its own dotted keys."""
+    out: dict[str, Any] = {}
+    for info in infos:
+        if not _has_default(info.field):
+            continue
+        value = _default(info.field)
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(dataclasses.asdict(value), info.key + "."))
+        else:
+            out[info.key] = value
+    return out
+
+
+def _has_default(field: dataclasses.Field) -> bool:
+    return (field.default, field.default_factory) != (dataclasses.MISSING, dataclasses.MISSING)
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def library_keys(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> dict[str, str]:
@@ -174,15 +201,22 @@ def unknown_keys(config: Mapping[str, Any]) -> dict[str, str | None]:
     {'trainer.maxsteps': 'trainer.max_steps'}
     """
     known = list(flatten(OmegaConf.to_container(OmegaConf.structured(schema_classes()[""]))))
+    open_keys = (*OPEN_KEYS, *open_groups())
     out = {}
     for key in flatten({k: v for k, v in config.items() if k != "hydra"}):
-        if key in known or any(key == o or key.startswith(o + ".") for o in OPEN_KEYS):
+        if key in known or any(key == o or key.startswith(o + ".") for o in open_keys):
             continue
         group, _, leaf = key.rpartition(".")
         siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == group}
         close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.7)
         out[key] = siblings[close[0]] if close else None
     return out
+
+
+def open_groups(schemas: Mapping[str, tuple[type, ...]] = SCHEMAS) -> tuple[str, ...]:
+    """The groups whose undeclared keys are keywords for the function they name
+    (:func:`jaxconv._options.rest_of_group`): ``optimizer`` and ``schedule``."""
+    return tuple(g for g, classes in schemas.items() if any(rest_field(c) for c in classes))
 
 
 def task_config(cfg: DictConfig) -> dict:
@@ -212,6 +246,13 @@ def group_options(cfg: DictConfig, schema: type, group: str) -> Any:
         if isinstance(value, DictConfig) or OmegaConf.is_list(value):
             value = OmegaConf.to_container(value, resolve=True)
         values[info.name] = value
+    rest = rest_field(schema)
+    node = OmegaConf.select(cfg, group) if rest else None
+    if isinstance(node, DictConfig):
+        declared = {info.key.rpartition(".")[2] for info in describe(schema, group)}
+        extra = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
+                 if k not in declared}  # fmt: skip
+        values[rest] = extra
     return schema(**values)
 
 

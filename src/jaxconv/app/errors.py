@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from jaxconv.app.config import SCHEMAS, library_keys, options
+from jaxconv.app.config import SCHEMAS, library_keys, open_groups, options
 from jaxconv.app.jax_env import BackendUnavailable
 from jaxconv.app.rundir import RunDirRefused
 from jaxconv.data import DataError
@@ -45,7 +45,9 @@ def config_key(name: str, group: str | None = None) -> str:
     >>> config_key("name", "optimizer"), config_key("lr", "schedule"), config_key("seed")
     ('optimizer.name', 'optimizer.lr', 'seed')
     """
-    if group is not None and f"{group}.{name}" in _KEYS:
+    if group is not None and f"{group}.{name.split('.')[0]}" in _KEYS:  # or a nested option's
+        return f"{group}.{name}"
+    if group in open_groups() and name not in library_keys():  # a keyword passed through
         return f"{group}.{name}"
     return library_keys().get(name, name)
 

@@ -24,7 +24,7 @@ from jaxconv.data.datasets import DataOptions, dataset_from
 from jaxconv.run_layout import RunDir, read_json
 from jaxconv.train import Checkpoints, TrainState
 from jaxconv.train.optim import OptimizerOptions, ScheduleOptions, optimizer_from, schedule_from
-from jaxconv.train.state import create_state, variables_of
+from jaxconv.train.state import create_state, ema_weights, variables_of, with_ema
 
 CHECKPOINTS = ("last", "best")
 
@@ -95,11 +95,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "last") -> FinishedRun:
     model = build_model(cfg, num_classes, input_shape)
     state = create_state(model, np.zeros((1, *input_shape), np.float32),
                          _optimizer(cfg, result), cfg.seed, cfg.trainer.compute_dtype)  # fmt: skip
+    state = with_ema(state, cfg.trainer.get("ema_decay", 0.0))
     ckpt = Checkpoints(files.path)
     try:
         state, _ = ckpt.restore(state, which=checkpoint, log=lambda message: None)
     finally:
         ckpt.close()
+    state = ema_weights(state)  # a run that kept an average is evaluated with it
     variables = jax.device_get(variables_of(state))
     return FinishedRun(model, dict(variables), cfg, state, checkpoint, int(state.step))
 

@@ -148,6 +148,12 @@ class RunRecord:
         write_json(self.files.provenance, record)
         write_json(self.files.result, self.result)
 
+    def note(self, **values: Any) -> None:
+        """Add ``values`` to result.json now (process 0 writes it)."""
+        self.result.update(values)
+        if self.primary:
+            write_json(self.files.result, self.result)
+
     def finish(self, error: BaseException | None = None, **values: Any) -> dict:
         """The outcome: ok with ``values``, else failed or interrupted with the error."""
         self.result.update(values, wall_seconds=time.perf_counter() - self.start)

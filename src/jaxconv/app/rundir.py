@@ -135,6 +135,9 @@ def config_differences(
     """The keys on which ``new`` may not resume ``recorded``, as ``key: old -> new``
     (``rules``: the schema's, :func:`~jaxconv.app.config.resume_rules`).
 
+    A key one config lacks counts as its schema default there: a run recorded before
+    the key existed resumes under the same config with the key at its default.
+
     >>> config_differences({"seed": 0, "trainer": {"max_steps": 10, "resume": False}},
     ...                    {"seed": 1, "trainer": {"max_steps": 5, "resume": True}})
     ['seed: 0 -> 1', 'trainer.max_steps: 10 -> 5 (resume may only extend it)']
@@ -144,7 +147,7 @@ def config_differences(
     for key in sorted(set(old) | set(cur)):
         if key in rules.may_change or key.startswith("hydra."):
             continue
-        a, b = old.get(key, "<absent>"), cur.get(key, "<absent>")
+        a, b = _value(old, key, rules), _value(cur, key, rules)
         if a == b:
             continue
         if key in rules.may_extend and _extends(a, b):
@@ -152,6 +155,12 @@ def config_differences(
         note = " (resume may only extend it)" if key in rules.may_extend else ""
         lines.append(f"{key}: {_show(a)} -> {_show(b)}{note}")
     return lines
+
+
+def _value(flat: Mapping[str, Any], key: str, rules: ResumeRules) -> Any:
+    if key in flat:
+        return flat[key]
+    return rules.defaults.get(key, "<absent>")
 
 
 def _show(value: Any) -> str:

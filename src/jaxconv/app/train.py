@@ -15,6 +15,7 @@ from typing import Any
 import jax
 from omegaconf import DictConfig
 
+from jaxconv._atomic import write_text_atomic
 from jaxconv.app import tracking
 from jaxconv.app.build import Prepared, fit_options, prepare
 from jaxconv.app.config import config_sha256, flatten, group_options, task_config
@@ -41,7 +42,8 @@ from jaxconv.train import (
 from jaxconv.train.faults import peer_fault
 from jaxconv.train.parallel import DistributedOptions
 from jaxconv.train.plots import plot_feature_maps, plot_filters
-from jaxconv.train.state import variables_of
+from jaxconv.train.state import create_state, ema_weights, variables_of
+from jaxconv.train.summary import summarize
 
 
 def train(
@@ -87,7 +89,7 @@ def train(
             if record.primary and on_accept is not None:
                 on_accept(run_dir)
             if record.primary:
-                announce(prepared.dataset.summary())
+                _describe(cfg, prepared, record)
 
         try:
             model, data, tx = prepared.model, prepared.dataset, prepared.optimizer
@@ -104,6 +106,23 @@ def train(
     if record.primary:
         announce(_outcome(result, run_dir))
     return result
+
+
+def _describe(cfg: DictConfig, prepared: Prepared, record: RunRecord) -> None:
+    """Print what the data and the model are, write the model's summary to model.txt, and
+    put its parameter count and FLOPs per step into result.json."""
+    data = prepared.dataset
+    announce(data.summary())
+    state = jax.eval_shape(lambda: create_state(prepared.model, data.x_train[:1],
+                                                prepared.optimizer, cfg.seed,
+                                                cfg.trainer.compute_dtype))  # fmt: skip
+    summary = summarize(prepared.model, data.x_train[:1], state=state,
+                        batch_size=min(cfg.trainer.batch_size, len(data.x_train)),
+                        accumulate=cfg.trainer.accumulate_steps)  # fmt: skip
+    table = summary.table()
+    announce(table)
+    write_text_atomic(record.files.model_summary, table + "\n")
+    record.note(params=summary.params, flops_per_step=summary.flops_per_step)
 
 
 def _outcome(result: dict, run_dir: Path) -> str:
@@ -255,15 +274,23 @@ def _test(cfg: DictConfig, run_dir: Path, prepared: Prepared, state, history, lo
     if not math.isfinite(test["loss"]):
         raise Diverged(f"non-finite test loss ({test['loss']}) after training step {steps}")
     if cfg.trainer.plots and parallel.is_primary():
-        _plot(run_dir, prepared, state)
+        _plot(run_dir, prepared, ema_weights(state))
     val = history.last("val")
-    return dict(
+    out = dict(
         test_accuracy=test["accuracy"],
         test_loss=test["loss"],
         val_accuracy=val["accuracy"] if val else None,
         steps=steps,
         params_sha256=params_sha256(state.params),
+        # which weights the accuracies are of: the trained ones, or their moving average
+        evaluated_weights="ema" if state.ema is not None else "trained",
     )
+    if history.stopped is not None:  # a callback ended it (early stopping): still ok
+        out["stopped_early"] = history.stopped
+    if state.ema is not None:
+        out["ema_decay"] = state.ema_decay
+        out["ema_params_sha256"] = params_sha256(state.ema["params"])
+    return out
 
 
 def _plot(run_dir: Path, prepared: Prepared, state) -> None:

@@ -31,6 +31,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "val", "test")
 ON_BAD_FILE = ("error", "skip")
 #: The header of one packed example: label, height, width, channels (little-endian int32).
+INDEX = "index.npz"
 _HEADER = np.dtype("<i4")
 
 
@@ -79,12 +80,17 @@ class LazyImages:
     are set; ``len``, ``shape``, ``dtype`` and ``ndim`` as for the whole array.
 
     ``read(i)`` returns example ``i``'s pixels (any dtype; ``uint8`` is divided by 255).
+    ``moments`` (see :func:`example_moments`) spare :func:`channel_statistics` a pass.
     """
 
-    def __init__(self, read: Callable[[int], np.ndarray], count: int, shape: Sequence[int]):
+    def __init__(self, read: Callable[[int], np.ndarray], count: int, shape: Sequence[int],
+                 moments: np.ndarray | None = None):  # fmt: skip
         self._read, self._count, self.example_shape = read, int(count), tuple(shape)
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
+        #: Each example's per-channel sum and sum of squares, ``(count, 2, C)`` float64, when
+        #: the source computed them while reading everything once (a scan, a pack).
+        self.moments = moments
 
     def __len__(self) -> int:
         return self._count
@@ -101,10 +107,7 @@ class LazyImages:
 
     def example(self, i: int) -> np.ndarray:
         """Example ``i`` as float32, scaled and normalised."""
-        pixels = np.asarray(self._read(int(i)))
-        x = pixels.astype(np.float32)
-        if pixels.dtype == np.uint8:
-            x /= 255.0
+        x = scaled(self._read(int(i)))
         if self.mean is not None:
             x = ((x - self.mean) / self.std).astype(np.float32)
         return x
@@ -128,7 +131,10 @@ class LazyImages:
     def subset(self, rows: np.ndarray) -> LazyImages:
         """The rows ``rows`` of this one, as a new view (a split taken by index)."""
         rows = np.asarray(rows)
-        view = LazyImages(lambda i: self._read(int(rows[i])), len(rows), self.example_shape)
+        moments = None if self.moments is None else self.moments[rows]
+        view = LazyImages(
+            lambda i: self._read(int(rows[i])), len(rows), self.example_shape, moments
+        )
         view.mean, view.std = self.mean, self.std
         return view
 
@@ -141,22 +147,39 @@ class Split:
     y: np.ndarray
 
 
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as float32, ``uint8`` divided by 255."""
+    pixels = np.asarray(pixels)
+    x = pixels.astype(np.float32)
+    if pixels.dtype == np.uint8:
+        x /= 255.0
+    return x
+
+
+def example_moments(pixels: np.ndarray) -> np.ndarray:
+    """One example's per-channel sum and sum of squares of its scaled pixels, ``(2, C)``
+    float64: what :func:`channel_statistics` adds up."""
+    values = scaled(pixels)
+    values = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    return np.stack([values.sum(0), (values**2).sum(0)])
+
+
 def channel_statistics(x: LazyImages, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of ``x`` (scaled, not yet normalised),
-    accumulated in float64 over every example in order."""
-    total = np.zeros(x.example_shape[-1])
-    squares = np.zeros(x.example_shape[-1])
-    mean, std, x.mean, x.std = x.mean, x.std, None, None
-    try:
-        for i in _bar(progress, iterable=range(len(x)), desc="statistics", unit="image"):
-            values = x.example(i).reshape(-1, x.example_shape[-1]).astype(np.float64)
-            total += values.sum(0)
-            squares += (values**2).sum(0)
-    finally:
-        x.mean, x.std = mean, std
+    accumulated in float64 over every example in order: from ``x.moments`` when the source
+    recorded them, else by reading every example (the same sums either way)."""
+    moments = x.moments
+    if moments is None:
+        moments = (
+            example_moments(x._read(i))
+            for i in _bar(progress, iterable=range(len(x)), desc="statistics", unit="image")
+        )
+    total = np.zeros((2, x.example_shape[-1]))
+    for m in moments:
+        total += m
     count = max(len(x), 1) * int(np.prod(x.example_shape[:-1]))
-    mu = total / count
-    sigma = np.sqrt(np.maximum(squares / count - mu**2, 0.0)) + 1e-6
+    mu = total[0] / count
+    sigma = np.sqrt(np.maximum(total[1] / count - mu**2, 0.0)) + 1e-6
     return mu.astype(np.float32), sigma.astype(np.float32)
 
 
@@ -172,6 +195,7 @@ class FolderScan:
     labels: dict[str, np.ndarray]
     shape: tuple[int, ...]
     skipped: list[str]
+    moments: dict[str, np.ndarray]  # per file, see example_moments
 
 
 def scan_image_folder(root: str | Path, *, image_size: Sequence[int] | None = None,
@@ -195,19 +219,21 @@ def scan_image_folder(root: str | Path, *, image_size: Sequence[int] | None = No
         raise DataError(f"{name}: {split_roots['train']} has no class folders")
     found = {s: _class_files(r, classes, name) for s, r in split_roots.items()}
     checker = _ImageChecker(image_size, channels, on_bad_file)
-    files, labels = {}, {}
+    files, labels, moments = {}, {}, {}
     total = sum(len(v) for v in found.values())
     with _bar(progress, total=total, desc="scanning", unit="image") as bar:
         for split, entries in found.items():
-            kept = [(path, label) for path, label in entries if checker.check(path, bar)]
-            files[split] = [path for path, _ in kept]
-            labels[split] = np.array([label for _, label in kept], np.int32)
+            checked = [(path, label, checker.check(path, bar)) for path, label in entries]
+            kept = [entry for entry in checked if entry[2] is not None]
+            files[split] = [path for path, _, _ in kept]
+            labels[split] = np.array([label for _, label, _ in kept], np.int32)
+            moments[split] = np.array([m for _, _, m in kept], np.float64)
     for split in files:
         for label, cls in enumerate(classes):
             if split == "train" and not np.any(labels[split] == label):
                 raise DataError(f"{name}: class folder {split_roots[split] / cls} has no "
                                 "usable image")  # fmt: skip
-    return FolderScan(classes, files, labels, checker.shape, checker.skipped)
+    return FolderScan(classes, files, labels, checker.shape, checker.skipped, moments)
 
 
 def _class_files(split_root: Path, classes: tuple[str, ...], name: str) -> list[tuple[Path, int]]:
@@ -230,7 +256,8 @@ def _class_files(split_root: Path, classes: tuple[str, ...], name: str) -> list[
 
 
 class _ImageChecker:
-    """Decodes each file once; the first good one fixes the shape every other must have."""
+    """Decodes each file once; the first good one fixes the shape every other must have.
+    :meth:`check` returns a good file's :func:`example_moments`, None for a skipped one."""
 
     def __init__(self, image_size, channels, on_bad_file: str):
         self.size = None if image_size is None else tuple(int(s) for s in image_size)
@@ -239,24 +266,25 @@ class _ImageChecker:
         self.first: Path | None = None
         self.skipped: list[str] = []
 
-    def check(self, path: Path, bar) -> bool:
+    def check(self, path: Path, bar) -> np.ndarray | None:
         bar.update(1)
-        problem = None
+        problem = moments = None
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             problem = f"is not a {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} file"
         else:
             try:
-                shape = decode_image(path, self.size, self.channels).shape
+                pixels = decode_image(path, self.size, self.channels)
             except ValueError as err:
                 problem = str(err)
             else:
-                problem = self._compare(shape)
+                problem = self._compare(pixels.shape)
+                moments = example_moments(pixels)
         if problem is None:
             self.first = self.first or path
-            return True
+            return moments
         if self.on_bad_file == "skip":
             self.skipped.append(str(path))
-            return False
+            return None
         raise DataError(f"{path} {problem} (data.on_bad_file=skip leaves such files out)")
 
     def _compare(self, shape: tuple[int, ...]) -> str | None:
@@ -281,7 +309,10 @@ def image_folder_splits(scan: FolderScan, image_size, channels) -> dict[str, Spl
         return lambda i: decode_image(paths[i], size, channels)
 
     return {
-        split: Split(LazyImages(reader(paths), len(paths), scan.shape), scan.labels[split])
+        split: Split(
+            LazyImages(reader(paths), len(paths), scan.shape, scan.moments[split]),
+            scan.labels[split],
+        )
         for split, paths in scan.files.items()
     }
 
@@ -347,7 +378,9 @@ def pack_image_folder(root: str | Path, out: str | Path, *, image_size=None, cha
                       progress: bool = True, name: str = "IMAGE_FOLDER") -> dict:  # fmt: skip
     """Write an image folder as ArrayRecord shards, one set per split it has, in the order
     the ``image_folder`` source reads it, each record the decoded pixels (so training from
-    the shards sees the very pixels the folder gives). Returns what ``meta.json`` records."""
+    the shards sees the very pixels the folder gives). Beside them, ``index.npz`` holds
+    each split's labels and :func:`example_moments`, so that training reads neither from
+    the records before it starts. Returns what ``meta.json`` records."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
     scan = scan_image_folder(root, image_size=image_size, channels=channels,
@@ -369,8 +402,11 @@ def pack_image_folder(root: str | Path, out: str | Path, *, image_size=None, cha
                 writer.close()
                 shards[split].append(shard)
     counts = {s: int(len(p.y)) for s, p in splits.items()}
+    index = {f"{s}_labels": p.y for s, p in splits.items()}
+    index.update({f"{s}_moments": p.x.moments for s, p in splits.items()})
+    np.savez(out / INDEX, **index)
     meta = {"classes": list(scan.classes), "shape": list(scan.shape), "shards": shards,
-            "counts": counts, "skipped": scan.skipped}  # fmt: skip
+            "counts": counts, "skipped": scan.skipped, "index": INDEX}  # fmt: skip
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -407,10 +443,28 @@ def array_record_splits(root: str | Path) -> tuple[dict[str, Split], tuple[str, 
         for path in paths:
             _check_shard(path)
         source = grain.sources.ArrayRecordDataSource([str(p) for p in paths])
-        labels = np.array([_decode(source[i])[1] for i in range(len(source))], np.int32)
-        splits[split] = Split(LazyImages(lambda i, s=source: _decode(s[i])[0], len(source), shape),
-                              labels)  # fmt: skip
+        labels, moments = _index(root, meta, split, len(source))
+        if labels is None:  # a pack without index.npz: read the labels from the records
+            labels = np.array([_decode(source[i])[1] for i in range(len(source))], np.int32)
+        read = lambda i, s=source: _decode(s[i])[0]  # noqa: E731
+        splits[split] = Split(LazyImages(read, len(source), shape, moments), labels)
     return splits, classes
+
+
+def _index(root: Path, meta: dict, split: str, count: int):
+    """A pack's labels and moments of ``split`` from its index file (None, None without)."""
+    if "index" not in meta:
+        return None, None
+    path = root / meta["index"]
+    try:
+        with np.load(path) as index:
+            labels, moments = index[f"{split}_labels"], index[f"{split}_moments"]
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(f"data.root: {path} is not a readable pack index ({err})") from None
+    if len(labels) != count or len(moments) != count:
+        raise DataError(f"data.root: {path} indexes {len(labels)} {split} records, the "
+                        f"shards hold {count}: pack the folder again")  # fmt: skip
+    return labels.astype(np.int32), moments
 
 
 def _check_shard(path: Path) -> None:
@@ -432,7 +486,9 @@ def _check_shard(path: Path) -> None:
 def object_splits(target: str, arguments: dict) -> dict[str, Split]:
     """``target(split=..., **arguments)`` for each split, an object with ``__len__`` and
     ``__getitem__(i) -> (image, label)`` (image ``(*spatial, C)``, uint8 or float); the
-    splits it refuses with ValueError are left out (val is then taken from train)."""
+    splits it refuses with ValueError are left out (val is then taken from train). An
+    object with a ``labels`` attribute (every example's label, in order) gives them
+    without each example being read before training."""
     module, _, name = target.rpartition(".")
     try:
         make = getattr(importlib.import_module(module), name)
@@ -448,9 +504,21 @@ def object_splits(target: str, arguments: dict) -> dict[str, Split]:
             raise DataError(f"data.target (={target!r}) made {type(source).__name__}, which "
                             "has no __len__ and __getitem__")  # fmt: skip
         first, _ = source[0]
-        labels = np.array([int(source[i][1]) for i in range(len(source))], np.int32)
+        labels = _object_labels(source, target, split)
         read = lambda i, s=source: np.asarray(s[i][0])  # noqa: E731
         splits[split] = Split(LazyImages(read, len(source), np.shape(first)), labels)
     if "train" not in splits:
         raise DataError(f"data.target (={target!r}) gave no train split")
     return splits
+
+
+def _object_labels(source, target: str, split: str) -> np.ndarray:
+    labels = getattr(source, "labels", None)
+    if labels is None:
+        return np.array([int(source[i][1]) for i in range(len(source))], np.int32)
+    labels = np.asarray(labels)
+    if labels.shape != (len(source),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"data.target (={target!r}): the {split} source's `labels` must be "
+                        f"{len(source)} integers, one per example, not {labels.dtype} "
+                        f"{labels.shape}")  # fmt: skip
+    return labels.astype(np.int32)

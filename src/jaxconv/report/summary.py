@@ -35,7 +35,7 @@ from jaxconv.run_layout import (
     read_metrics,
 )
 
-METRICS = ("test_accuracy", "test_loss", "val_accuracy", "wall_seconds")
+METRICS = ("test_accuracy", "test_loss", "val_accuracy", "wall_seconds", "steps")
 STATUSES = (OK, FAILED, INTERRUPTED, REFUSED, CORRUPT)
 #: The overrides runs are not grouped by, unless the caller names others: the seed (pooled).
 IGNORED_KEYS = ("seed",)
@@ -105,6 +105,8 @@ NUMBER_RANGES = {
     "val_accuracy": (0.0, 1.0),
     "test_loss": (0.0, 1e15),
     "wall_seconds": (0.0, 1e15),
+    "steps": (0.0, 1e15),
+    "params": (0.0, 1e15),
 }
 
 
@@ -219,6 +221,8 @@ def summarize_runs(runs: list[Run], metric: str = "test_accuracy") -> list[dict]
         }
         for name in METRICS:
             row[f"{name}_mean"], row[f"{name}_std"] = _mean_std([r.result.get(name) for r in ok])
+        counts = {r.result.get("params") for r in ok} - {None}
+        row["params"] = counts.pop() if len(counts) == 1 else ""  # one model per config
         rows.append(row)
     higher_is_better = not metric.endswith("loss") and metric != "wall_seconds"
     scored = [r for r in rows if not math.isnan(r[f"{metric}_mean"])]
@@ -226,6 +230,10 @@ def summarize_runs(runs: list[Run], metric: str = "test_accuracy") -> list[dict]
         best = (max if higher_is_better else min)(scored, key=lambda r: r[f"{metric}_mean"])
         best["best"] = True
     return rows
+
+
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-"
 
 
 def _fmt(mean: float, std: float, percent: bool) -> str:
@@ -240,13 +248,14 @@ def markdown(
     common: list[str] = (),
     problems: list[str] = (),
     extended: list[str] = (),
+    stopped: list[str] = (),
 ) -> str:
     lines = [
         f"Common to all runs: `{' '.join(common)}`" if common else "No setting common to all runs.",
         "",
         "| config | test accuracy (%) | test loss | val accuracy "
-        f"(%) | wall s | {' / '.join(STATUSES)} | best |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"(%) | wall s | steps | params | {' / '.join(STATUSES)} | best |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
@@ -254,6 +263,8 @@ def markdown(
             f"{_fmt(r['test_loss_mean'], r['test_loss_std'], False)} | "
             f"{_fmt(r['val_accuracy_mean'], r['val_accuracy_std'], True)} | "
             f"{_fmt(r['wall_seconds_mean'], r['wall_seconds_std'], False)} | "
+            f"{_fmt(r['steps_mean'], r['steps_std'], False)} | "
+            f"{_count(r['params'])} | "
             f"{' / '.join(str(r[s]) for s in STATUSES)} | {'**best**' if r.get('best') else ''} |"
         )
     lines.append("")
@@ -263,11 +274,24 @@ def markdown(
     if extended:
         lines += ["", "Jobs resumed for longer than first planned:", ""]
         lines += [f"- {e}" for e in extended]
+    if stopped:
+        lines += ["", "Jobs stopped early (ok, at the step given):", ""]
+        lines += [f"- {e}" for e in stopped]
     return "\n".join(lines)
 
 
 def _job_name(run: Run, sweep_dir: Path) -> str:
     return str(run.path.relative_to(sweep_dir)) if run.path != sweep_dir else run.path.name
+
+
+def stopped_early(runs: list[Run], sweep_dir: Path) -> list[str]:
+    """One line per ok job that a callback (early stopping) ended before its last step."""
+    return [
+        f"{_job_name(run, sweep_dir)}: step {run.result['stopped_early'].get('step')}: "
+        f"{run.result['stopped_early'].get('reason')}"
+        for run in runs
+        if run.status == OK and isinstance(run.result.get("stopped_early"), dict)
+    ]
 
 
 def extensions(runs: list[Run], sweep_dir: Path) -> list[str]:
@@ -384,13 +408,14 @@ def summarize(
         common_settings(runs),
         problems(runs, sweep_dir),
         extensions(runs, sweep_dir),
+        stopped_early(runs, sweep_dir),
     )
     (sweep_dir / "summary.md").write_text(f"# Summary of {sweep_dir.name}\n\n{table}\n")
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
         fields = (
             ["config", "runs", *STATUSES, "seeds"]
             + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-            + ["best"]
+            + ["params", "best"]
         )
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()

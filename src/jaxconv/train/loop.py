@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,17 @@ from jaxconv.data.datasets import check_dataset, check_labels, check_targets
 from jaxconv.data.loader import StepBatch, TrainBatches
 from jaxconv.run_layout import METRICS_FIELDS, RunDir, read_metrics, write_metrics  # noqa: F401  (re-exported)
 from jaxconv.train import parallel
+from jaxconv.train.callbacks import (
+    BestOptions,
+    Callback,
+    EarlyStopping,
+    EarlyStoppingOptions,
+    LoggerCallback,
+    best_of,
+    check_early_stopping,
+    options_of,
+    parse_monitor,
+)
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.loggers import CsvLogger, Logger
 from jaxconv.train.objectives import Objective, PerExample
@@ -31,16 +43,20 @@ from jaxconv.train.state import (
     TrainState,
     check_compute_dtype,
     create_state,
+    ema_weights,
     make_eval_step,
     make_train_step,
+    with_ema,
 )
 
 
 @dataclasses.dataclass
 class History:
-    """Every evaluation: one dict per row of ``metrics.csv``."""
+    """Every evaluation: one dict per row of ``metrics.csv``; ``stopped``: the step and
+    reason when a callback ended training early (None when it ran to the end)."""
 
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    stopped: dict[str, Any] | None = None
 
     def add(self, **row: Any) -> None:
         self.rows.append(row)
@@ -64,6 +80,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and metrics of ``state`` on every example of ``(x, y)`` in eval mode:
     cross-entropy and accuracy, or ``loss`` and ``metrics`` as :func:`fit` takes them.
+    A state that keeps a moving average of its weights (``ema_decay``) is evaluated
+    with the average.
 
     On the state's mesh when it has one (as :func:`fit` returns it): each batch is
     sharded over the devices, the last one padded to the same shape (one compilation)
@@ -74,6 +92,7 @@ def evaluate(
 
 
 def _evaluate(state, x, y, objective: Objective, batch_size: int = 512) -> dict[str, float]:
+    state = ema_weights(state)
     if objective.class_labels:
         check_labels(x, y, split="evaluated")
     else:
@@ -122,6 +141,7 @@ class _MetricsBuffer:
     def __init__(self, size: int, objective: Objective):
         self.size, self.objective, self.names = size, objective, objective.names
         self.data_state: str | None = None  # the restored checkpoint's data iterator
+        self.callbacks_state: str | None = None  # and its callbacks' states (JSON)
         self.first_nonfinite: tuple[int, float] | None = None
         self.reset()
 
@@ -173,6 +193,7 @@ class _MetricsBuffer:
         if extras is None:
             return
         self.data_state = str(extras["data_state"]) if "data_state" in extras else None
+        self.callbacks_state = str(extras["callbacks"]) if "callbacks" in extras else None
         saved = sorted(
             k[len("window_") :] for k in extras if k.startswith("window_") and k != "window_count"
         )
@@ -206,9 +227,10 @@ def _save(
     buffer: _MetricsBuffer,
     metric: float | None,
     batches: TrainBatches | None = None,
+    hooks: Sequence[Callback] = (),
 ) -> None:
-    """Checkpoint ``state`` (and the data iterator's position) unless training has
-    diverged: a saved step is always finite."""
+    """Checkpoint ``state`` (and the data iterator's position, and the callbacks' states)
+    unless training has diverged: a saved step is always finite."""
     buffer.check_finite(ckpt.latest_step())
     if not bool(_all_finite((state.params, state.batch_stats))):
         raise Diverged(
@@ -218,7 +240,11 @@ def _save(
     extras = buffer.extras()
     if batches is not None:
         extras["data_state"] = np.asarray(batches.state())
+    if hooks:
+        extras["callbacks"] = np.asarray(json.dumps([h.state_dict() for h in hooks]))
     ckpt.save(state, metric=metric, extras=extras)
+    for hook in hooks:
+        hook.on_checkpoint(int(state.step), state)
 
 
 def refuse_to_overwrite(run_dir: Path) -> None:
@@ -263,6 +289,16 @@ class FitOptions:
         the global batch and must be divisible by the total device count.
       compute_dtype: ``"float32"`` or ``"bfloat16"``: what the layers compute in;
         parameters, optimizer state and the loss stay float32.
+      ema_decay: keep an exponential moving average of the weights (parameters and
+        BatchNorm statistics) with this decay; evaluations and the best checkpoint are
+        then of the average (0: none).
+      accumulate_steps: split each batch into this many micro-batches whose gradients
+        are averaged before one optimizer step (see
+        :func:`~jaxconv.train.state.make_train_step`).
+      early_stopping: an :class:`~jaxconv.train.callbacks.EarlyStoppingOptions` (or its
+        dict): stop when ``monitor`` stops improving.
+      best: a :class:`~jaxconv.train.callbacks.BestOptions` (or its dict): what the best
+        checkpoint follows.
     """
 
     epochs: int = option(10, resume="extend")
@@ -291,10 +327,15 @@ class FitOptions:
         why="the topology (recorded in result.json; numbers agree to rounding)",
     )
     compute_dtype: str = "float32"
+    ema_decay: float = 0.0
+    accumulate_steps: int = 1
+    early_stopping: EarlyStoppingOptions = option(default_factory=EarlyStoppingOptions)
+    best: BestOptions = option(default_factory=BestOptions)
 
 
-def check_fit_options(o: FitOptions) -> None:
-    """The checks :func:`fit` makes before anything else, for callers that check first."""
+def check_fit_options(o: FitOptions, names: Sequence[str] = Objective().names) -> None:
+    """The checks :func:`fit` makes before anything else, for callers that check first
+    (``names``: the metrics the loop computes, which a monitor may follow)."""
     at_least_one = [("batch_size", o.batch_size), ("keep_checkpoints", o.keep_checkpoints)]
     at_least_one += [
         (k, v)
@@ -302,6 +343,7 @@ def check_fit_options(o: FitOptions) -> None:
             ("max_steps", o.max_steps),
             ("eval_every", o.eval_every),
             ("checkpoint_every", o.checkpoint_every),
+            ("accumulate_steps", o.accumulate_steps),
         )
         if v is not None
     ]
@@ -320,8 +362,25 @@ def check_fit_options(o: FitOptions) -> None:
         raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
     if not 0 <= o.label_smoothing < 1:
         raise ValueError(f"`label_smoothing` (={o.label_smoothing}) must be in [0, 1)")
+    if not 0 <= o.ema_decay < 1:
+        raise ValueError(f"`ema_decay` (={o.ema_decay}) must be in [0, 1)")
+    if o.batch_size % o.accumulate_steps:
+        raise ValueError(f"`accumulate_steps` (={o.accumulate_steps}) must divide `batch_size` "
+                         f"(={o.batch_size}) into equal micro-batches")  # fmt: skip
+    early = options_of(EarlyStoppingOptions, o.early_stopping)
+    check_early_stopping(early)
+    for key, monitor in (("early_stopping", early.monitor), ("best", _best(o).monitor)):
+        if monitor is not None:
+            try:
+                parse_monitor(monitor, names)
+            except ValueError as err:
+                raise ValueError(f"`{key}.{str(err)[1:]}") from None
     parallel.check_devices(o.devices)
     check_compute_dtype(o.compute_dtype)
+
+
+def _best(o: FitOptions) -> BestOptions:
+    return options_of(BestOptions, o.best)
 
 
 def total_steps(n_train: int, options: FitOptions) -> int:
@@ -345,6 +404,7 @@ def fit(
     loggers: Sequence[Logger] = (),
     loss: PerExample | None = None,
     metrics: dict[str, PerExample] | None = None,
+    callbacks: Sequence[Callback] = (),
     **option_values: Any,
 ) -> tuple[TrainState, History]:
     """Train ``model`` on ``data.x_train`` with ``optimizer``; evaluate on val as it goes.
@@ -368,6 +428,9 @@ def fit(
       loggers: :class:`~jaxconv.train.loggers.Logger` s started after ``on_start`` and fed
         every evaluation's rows on process 0 (a metrics.csv one is added with
         ``run_dir``); the caller finishes them.
+      callbacks: :class:`~jaxconv.train.callbacks.Callback` s, called on every process;
+        their states go into every checkpoint and come back on resume. One that sets
+        ``stop_reason`` ends training (``History.stopped`` says where and why).
       loss, metrics: ``loss(outputs, targets)`` and ``{name: fn(outputs, targets)}``,
         each one value per example (:mod:`jaxconv.train.objectives`); default
         cross-entropy on class indices and ``{"accuracy": ...}``.
@@ -377,26 +440,45 @@ def fit(
     """
     o = dataclasses.replace(options or FitOptions(), **option_values)
     objective = Objective.of(loss, metrics, o.label_smoothing)
-    total, mesh = _checked(data, o, run_dir, objective)
+    checked = _checked(data, o, run_dir, objective, callbacks)
+    return _fit(model, data, optimizer, o, objective, checked, run_dir, should_stop, on_start,
+                loggers)  # fmt: skip
+
+
+def _fit(model, data, optimizer, o, objective, checked, run_dir, should_stop, on_start, loggers):
+    """:func:`fit` once its arguments are checked."""
+    total, mesh, best, hooks = checked
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt = Checkpoints(run_dir, o.keep_checkpoints) if run_dir is not None else None
     size = o.eval_every or steps_per_epoch(len(data.x_train), o.batch_size)
     buffer = _MetricsBuffer(size, objective)  # and what the steps compute
     initial = create_state(model, data.x_train, optimizer, o.seed, o.compute_dtype)
     stop = _stop_poll(should_stop)
-    state, history = _restored(parallel.replicate(initial, mesh), ckpt, buffer, o.resume, stop)
+    state, history = _restored(parallel.replicate(with_ema(initial, o.ema_decay), mesh), ckpt,
+                               buffer, o.resume, stop, best, hooks)  # fmt: skip
     if on_start is not None:
         on_start()
-    loggers = _started(loggers, run_dir, int(state.step), history.rows)
-    step = make_train_step(objective, mesh)
+    hooks += [LoggerCallback(logger) for logger in _primary_loggers(loggers, run_dir)]
+    for hook in hooks:
+        hook.on_start(int(state.step), history.rows)
+    step = make_train_step(objective, mesh, o.accumulate_steps)
     loop = _Loop(data, o, total, buffer, ckpt, history, run_dir, step, int(state.step), mesh,
-                 loggers)  # fmt: skip
+                 hooks, best)  # fmt: skip
     return loop.run(state, stop), history
 
 
-def _checked(data: Dataset, o: FitOptions, run_dir, objective: Objective) -> tuple[int, Any]:
-    """The checks :func:`fit` makes before it builds anything: the total steps and the mesh."""
-    check_fit_options(o)
+def _early_stopping(o: FitOptions, objective: Objective, has_val: bool) -> list[Callback]:
+    es = options_of(EarlyStoppingOptions, o.early_stopping)
+    if es.monitor is None:
+        return []
+    parse_monitor(es.monitor, objective.names, has_val)
+    return [EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)]
+
+
+def _checked(data: Dataset, o: FitOptions, run_dir, objective: Objective, callbacks):
+    """The checks :func:`fit` makes before it builds anything; the total steps, the mesh,
+    what the best checkpoint follows and the callbacks (early stopping's added)."""
+    check_fit_options(o, objective.names)
     check_dataset(data, class_labels=objective.class_labels)
     if o.mix and not objective.class_labels:
         raise ValueError("`mix` mixes class labels: it needs the default loss (no `loss=`)")
@@ -408,22 +490,25 @@ def _checked(data: Dataset, o: FitOptions, run_dir, objective: Objective) -> tup
     if run_dir is not None and not o.resume:
         refuse_to_overwrite(Path(run_dir))
     mesh = parallel.data_mesh(o.devices)
-    parallel.check_batch(min(o.batch_size, len(data.x_train)), mesh)
-    return total, mesh
+    rows = min(o.batch_size, len(data.x_train))
+    parallel.check_batch(rows, mesh)
+    ways = mesh.devices.size if mesh is not None else 1
+    if o.accumulate_steps > 1 and rows % (o.accumulate_steps * ways):
+        raise ValueError(f"`accumulate_steps` (={o.accumulate_steps}) times the {ways} devices "
+                         f"must divide the batch of {rows} rows: every device holds its rows "
+                         "of each micro-batch")  # fmt: skip
+    has_val = len(data.x_val) > 0
+    best = best_of(_best(o), objective.best, objective.names, has_val)
+    return total, mesh, best, [*callbacks, *_early_stopping(o, objective, has_val)]
 
 
-def _started(
-    loggers: Sequence[Logger], run_dir: Path | None, step: int, rows: list[dict]
-) -> list[Logger]:
-    """The loggers this process feeds (none but process 0's), with metrics.csv's, started
-    at ``step`` with the rows the run has up to it."""
+def _primary_loggers(loggers: Sequence[Logger], run_dir: Path | None) -> list[Logger]:
+    """The loggers this process feeds (none but process 0's), with metrics.csv's."""
     if not parallel.is_primary():
         return []
     active = list(loggers)
     if run_dir is not None and not any(isinstance(lg, CsvLogger) for lg in active):
         active.insert(0, CsvLogger(RunDir(run_dir).metrics))
-    for logger in active:
-        logger.start(step, rows)
     return active
 
 
@@ -438,11 +523,12 @@ def _stop_poll(should_stop: Callable[[], int | None] | None) -> Callable[[Any], 
 
 
 def _restored(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool,
-              stop) -> tuple[TrainState, History]:  # fmt: skip
+              stop, best, hooks) -> tuple[TrainState, History]:  # fmt: skip
     """:func:`_restore`, then :class:`Interrupted` if asked to stop before anything was
     written; a refused resume closes the checkpoints (no folder the managers made stays)."""
     try:
-        state, history = _restore(state, ckpt, buffer, resume)
+        state, history = _restore(state, ckpt, buffer, resume, best)
+        _load_hooks(hooks, buffer.callbacks_state)
         signum = stop(state)
         if signum:
             raise Interrupted(signum, None, False)
@@ -453,7 +539,22 @@ def _restored(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffe
     return state, history
 
 
-def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool):
+def _load_hooks(hooks: Sequence[Callback], saved: str | None) -> None:
+    """The callbacks' states as the checkpoint resumed from holds them."""
+    if saved is None:
+        return
+    states = json.loads(saved)
+    if len(states) != len(hooks):
+        raise ValueError(
+            f"the checkpoint holds the states of {len(states)} callback(s); this run has "
+            f"{len(hooks)}: resume with the same callbacks and early stopping"
+        )
+    for hook, value in zip(hooks, states):
+        hook.load_state_dict(value)
+
+
+def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer, resume: bool,
+             best: tuple[str, str, str]):  # fmt: skip
     """The state to start from (the newest usable checkpoint on resume) and the history
     of evaluations up to it."""
     history = History()
@@ -464,14 +565,15 @@ def _restore(state: TrainState, ckpt: Checkpoints | None, buffer: _MetricsBuffer
     metrics_path = RunDir(ckpt.base.parent).metrics
     if metrics_path.exists():  # read once: the loggers start from these rows
         history.rows = [r for r in read_metrics(metrics_path) if r["step"] <= int(state.step)]
-    best = [_best_value(r, buffer.objective) for r in history.split("val")]
-    ckpt.best_metric = max(best) if best else -np.inf
+    values = [_best_value(r, best) for r in history.split(best[0])]
+    ckpt.best_metric = max(values) if values else -np.inf
     return state, history
 
 
-def _best_value(row: dict, objective: Objective) -> float:
-    """A validation row's value for the best checkpoint, larger being better."""
-    name, mode = objective.best
+def _best_value(row: dict, best: tuple[str, str, str]) -> float:
+    """A row's value for the best checkpoint (``best``: split, metric, mode), larger
+    being better."""
+    _, name, mode = best
     return row[name] if mode == "max" else -row[name]
 
 
@@ -479,12 +581,13 @@ class _Loop:
     """One training step after another: the batch, the step, the progress bar, the
     divergence check, the evaluations and the checkpoints."""
 
-    def __init__(
-        self, data, options, total, buffer, ckpt, history, run_dir, train_step, start, mesh, loggers
-    ):
+    def __init__(self, data, options, total, buffer, ckpt, history, run_dir, train_step, start,
+                 mesh, hooks, best):  # fmt: skip
         self.data, self.o, self.total, self.buffer = data, options, total, buffer
         self.ckpt, self.history, self.run_dir, self.train_step = ckpt, history, run_dir, train_step
-        self.mesh, self.primary, self.loggers = mesh, parallel.is_primary(), loggers
+        self.mesh, self.primary, self.hooks, self.best = mesh, parallel.is_primary(), hooks, best
+        # the callbacks whose states are checkpointed: every process's (not the loggers)
+        self.stateful = [h for h in hooks if not isinstance(h, LoggerCallback)]
         self.objective = buffer.objective
         self.per_epoch = steps_per_epoch(len(data.x_train), options.batch_size)
         self.eval_every = options.eval_every or self.per_epoch
@@ -505,11 +608,15 @@ class _Loop:
         try:
             self.batches.start(int(state.step), self.buffer.data_state)
             for step in range(int(state.step), self.total):
+                if self._stopped(int(state.step)):
+                    break
                 signum = stop(state)  # polled once: with processes, each poll agrees
                 if signum:
-                    _stop(signum, state, self.buffer, self.ckpt, self.batches)
+                    _stop(signum, state, self.buffer, self.ckpt, self.batches, self.stateful)
                 state = self.step(state, step)
             self.buffer.check_finite(self.ckpt.latest_step() if self.ckpt else None)
+            for hook in self.hooks:
+                hook.on_end(state, self.history.rows)
         finally:
             self.batches.close()
             self.bar.close()
@@ -517,11 +624,20 @@ class _Loop:
                 self.ckpt.close()
         return state
 
+    def _stopped(self, step: int) -> bool:
+        """Whether a callback asked to stop (after ``step``): recorded in the history."""
+        reason = next((h.stop_reason for h in self.stateful if h.stop_reason), None)
+        if reason is not None and self.history.stopped is None:
+            self.history.stopped = {"step": step, "reason": reason}
+        return reason is not None
+
     def step(self, state: TrainState, step: int) -> TrainState:
         o = self.o
         x, y = self.batches.next()  # step's global batch, sharded (this process's rows)
         state, metrics = self.train_step(state, x, y)
         done = step + 1
+        for hook in self.hooks:
+            hook.on_step(done, metrics)
         self.buffer.add(metrics, min(o.batch_size, len(self.data.x_train)), done)
         if done % 25 == 0 or done == self.total:
             self._show(metrics)
@@ -530,16 +646,18 @@ class _Loop:
         if at_eval:
             self._evaluate(state, done)
         every = o.checkpoint_every
+        stopping = at_eval and any(h.stop_reason for h in self.stateful)
         if self.ckpt is not None and (
-            (every is None and at_eval) or (every and done % every == 0) or done == self.total
+            (every is None and at_eval)
+            or (every and done % every == 0)
+            or done == self.total
+            or stopping
         ):
-            val_row = self.history.last("val")
+            row = self.history.last(self.best[0])
             metric = (
-                _best_value(val_row, self.objective)
-                if at_eval and val_row and val_row["step"] == done
-                else None
+                _best_value(row, self.best) if at_eval and row and row["step"] == done else None
             )
-            _save(self.ckpt, state, self.buffer, metric, self.batches)
+            _save(self.ckpt, state, self.buffer, metric, self.batches, self.stateful)
         return state
 
     def _show(self, metrics) -> None:
@@ -565,18 +683,18 @@ class _Loop:
         if len(self.data.x_val):
             val = _evaluate(state, self.data.x_val, self.data.y_val, self.objective)
             self.history.add(step=done, epoch=epoch, split="val", images_per_s="", **val)
-        for logger in self.loggers:
-            logger.log(self.history.rows[before:], state.params)
+        for hook in self.hooks:
+            hook.on_eval(done, self.history.rows[before:], state)
         self.buffer.reset()
         self.clock = time.perf_counter()
 
 
 def _stop(signum: int, state: TrainState, buffer: _MetricsBuffer, ckpt: Checkpoints | None,
-          batches: TrainBatches):  # fmt: skip
+          batches: TrainBatches, hooks: Sequence[Callback]):  # fmt: skip
     """Checkpoint the whole state between two steps, then raise :class:`Interrupted`."""
     step = int(state.step)
     if ckpt is not None and step > 0 and ckpt.latest_step() != step:
-        _save(ckpt, state, buffer, None, batches)
+        _save(ckpt, state, buffer, None, batches, hooks)
     raise Interrupted(signum, step, ckpt is not None and step > 0 and ckpt.latest_step() == step)
 
 

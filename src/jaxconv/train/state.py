@@ -36,6 +36,39 @@ class TrainState(train_state.TrainState):
     rng: jax.Array = struct.field(default=None)
     #: what the layers compute in (see :data:`COMPUTE_DTYPES`); a static field
     compute_dtype: str = struct.field(pytree_node=False, default="float32")
+    #: the exponential moving average of ``{"params", "batch_stats"}`` when ``ema_decay``
+    #: is set (:func:`with_ema`), updated after every optimizer step; None without
+    ema: Any = struct.field(default=None)
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+
+def with_ema(state: TrainState, decay: float) -> TrainState:
+    """``state`` keeping an exponential moving average of its weights (parameters and
+    BatchNorm statistics), ``ema <- decay * ema + (1 - decay) * weights`` after each
+    step, starting from the weights as they are (``decay`` 0: no average)."""
+    if not decay:
+        return state
+    if not 0 < decay < 1:
+        raise ValueError(f"`ema_decay` (={decay}) must be in [0, 1)")
+    weights = {"params": state.params, "batch_stats": state.batch_stats}
+    return state.replace(ema=jax.tree.map(jnp.copy, weights), ema_decay=float(decay))
+
+
+def ema_weights(state: TrainState) -> TrainState:
+    """``state`` with its averaged weights in place of the trained ones (for evaluation);
+    ``state`` itself without an average."""
+    if state.ema is None:
+        return state
+    return state.replace(params=state.ema["params"], batch_stats=state.ema["batch_stats"])
+
+
+def _update_ema(state: TrainState) -> TrainState:
+    if state.ema is None:
+        return state
+    d = state.ema_decay
+    weights = {"params": state.params, "batch_stats": state.batch_stats}
+    ema = jax.tree.map(lambda e, w: d * e + (1.0 - d) * w, state.ema, weights)
+    return state.replace(ema=ema)
 
 
 def create_state(
@@ -94,7 +127,7 @@ def _logits(state: TrainState, params, x, compute_dtype, **kwargs):
     return out.astype(jnp.float32)
 
 
-def make_train_step(objective: Objective | None = None, mesh=None):
+def make_train_step(objective: Objective | None = None, mesh=None, accumulate: int = 1):
     """One optimizer step on a batch; returns the new state and the batch's mean loss and
     metrics (``objective``'s: by default cross-entropy and accuracy).
 
@@ -103,24 +136,36 @@ def make_train_step(objective: Objective | None = None, mesh=None):
     reductions over devices (gradients, BatchNorm statistics, metrics), and the result is
     that of one device on the whole batch. The layers compute in the state's
     ``compute_dtype``.
+
+    ``accumulate=k`` splits the batch into k equal micro-batches (rows ``i, i + k, ...``,
+    so each device keeps its own rows) whose gradients are averaged before the one
+    optimizer step: the same step as on the whole batch, to float rounding, for a model
+    without BatchNorm or dropout. BatchNorm normalises each micro-batch by its own
+    statistics and updates its running ones once per micro-batch, in order; micro-batch
+    ``i`` draws dropout from the step's key folded with ``i``.
     """
     objective = objective or Objective()
 
-    def step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
-        dtype = COMPUTE_DTYPES[state.compute_dtype]
-        key = jax.random.fold_in(state.rng, state.step)
-
+    def grads_of(state: TrainState, params, batch_stats, x, y, key):
         def loss_fn(params):
-            mutable = ["batch_stats"] if state.batch_stats else False
-            out = _logits(state, params, x, dtype, train=True, rngs={"dropout": key},
-                          mutable=mutable)  # fmt: skip
+            mutable = ["batch_stats"] if batch_stats else False
+            inner = state.replace(batch_stats=batch_stats)
+            out = _logits(inner, params, x, COMPUTE_DTYPES[state.compute_dtype], train=True,
+                          rngs={"dropout": key}, mutable=mutable)  # fmt: skip
             logits, updates = out if mutable else (out, {})
             return objective.losses(logits, y, train=True).mean(), (logits, updates)
 
-        (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(
-            grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats)
-        )
+        (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return loss, logits, updates.get("batch_stats", batch_stats), grads
+
+    def step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
+        key = jax.random.fold_in(state.rng, state.step)
+        if accumulate == 1:
+            loss, logits, stats, grads = grads_of(state, state.params, state.batch_stats, x, y,
+                                                  key)  # fmt: skip
+        else:
+            loss, logits, stats, grads = _accumulated(grads_of, state, x, y, key, accumulate)
+        state = _update_ema(state.apply_gradients(grads=grads, batch_stats=stats))
         metrics = {k: v.mean() for k, v in objective.values(logits, y).items()}
         return state, {"loss": loss, **metrics}
 
@@ -130,6 +175,32 @@ def make_train_step(objective: Objective | None = None, mesh=None):
 
     rep, rows = replicated(mesh), batch_sharding(mesh)
     return jax.jit(step, in_shardings=(rep, rows, rows), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def _micro(a: jnp.ndarray, k: int) -> jnp.ndarray:
+    """``(B, ...)`` as ``(k, B // k, ...)``, micro-batch ``i`` the rows ``i, i + k, ...``."""
+    return jnp.swapaxes(a.reshape(a.shape[0] // k, k, *a.shape[1:]), 0, 1)
+
+
+def _accumulated(grads_of, state: TrainState, x, y, key, k: int):
+    """The mean loss and gradient over ``k`` micro-batches (one compiled scan), the
+    BatchNorm statistics after the last, and the logits in the batch's row order."""
+
+    def body(carry, micro):
+        stats, total = carry
+        i, xm, ym = micro
+        loss, logits, stats, grads = grads_of(state, state.params, stats, xm, ym,
+                                              jax.random.fold_in(key, i))  # fmt: skip
+        total = jax.tree.map(jnp.add, total, (loss, grads))
+        return (stats, total), logits
+
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+    (stats, (loss, grads)), logits = jax.lax.scan(
+        body, (state.batch_stats, zeros), (jnp.arange(k), _micro(x, k), _micro(y, k))
+    )
+    loss, grads = jax.tree.map(lambda t: t / k, (loss, grads))
+    logits = jnp.swapaxes(logits, 0, 1).reshape(-1, *logits.shape[2:])  # rows in order
+    return loss, logits, stats, grads
 
 
 def make_eval_step(objective: Objective | None = None, mesh=None):
