@@ -46,6 +46,8 @@ class RunOptions:
         why="a host-allocator setting; numbers are unchanged",
     )
     conv_backend: str = option("auto", key="conv_backend")  # every conv and pooling layer's
+    #: ``trainer=debug``: a short run that checks the config end to end (jaxconv.app.debug)
+    debug: bool = option(False, key="trainer.debug")
 
 
 #: The library classes whose fields are config keys, by the group a field belongs to

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from jaxconv._process import die_with_parent
 from jaxconv.train.parallel import detected_cluster
 
 #: Set in the child's environment: it runs the job itself.
@@ -92,12 +93,7 @@ class _Seen:
 def _die_with_parent() -> None:
     """In the child: the kernel kills it when the watcher dies (Linux), so a killed
     watcher never leaves its job running on."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent()
 
 
 def _pass_stderr(stream) -> _Seen:

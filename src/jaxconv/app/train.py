@@ -16,7 +16,7 @@ import jax
 from omegaconf import DictConfig
 
 from jaxconv._atomic import write_text_atomic
-from jaxconv.app import tracking
+from jaxconv.app import debug, tracking
 from jaxconv.app.build import Prepared, fit_options, prepare
 from jaxconv.app.config import config_sha256, flatten, group_options, task_config
 from jaxconv.app.errors import ONE_LINE_ERRORS, ConfigError
@@ -72,6 +72,7 @@ def train(
       Interrupted: SIGINT or SIGTERM (a checkpoint is saved between two steps).
     """
     start, run_dir, backend = time.perf_counter(), Path(run_dir), backend or BackendStart()
+    cfg = debug.debug_config(cfg) if cfg.trainer.get("debug") else cfg
     _start(cfg, backend)
     if cfg.trainer.resume and finished_run(done := previous_result(run_dir), task_config(cfg)):
         if parallel.is_primary():
@@ -126,11 +127,12 @@ def _describe(cfg: DictConfig, prepared: Prepared, record: RunRecord) -> None:
 
 
 def _outcome(result: dict, run_dir: Path) -> str:
-    return (
+    line = (
         f"test accuracy {100 * result['test_accuracy']:.2f}% (loss {result['test_loss']:.4f}) "
         f"after {result['steps']} steps in {result['wall_seconds']:.1f} s; "
         f"run directory: {run_dir}"
     )
+    return f"{line}\n{debug.report(result)}" if "debug" in result else line
 
 
 #: The run's own records (the dataset, every evaluation, the outcome): the job's log file
@@ -287,6 +289,11 @@ def _test(cfg: DictConfig, run_dir: Path, prepared: Prepared, state, history, lo
     )
     if history.stopped is not None:  # a callback ended it (early stopping): still ok
         out["stopped_early"] = history.stopped
+    if cfg.trainer.debug:
+        out["steps"] = steps
+        out["debug"] = debug.checked(prepared, fit_options(cfg), state, history)
+        if out["debug"]["resume"] == "OTHER parameters":
+            raise RuntimeError(debug.report(out))
     if state.ema is not None:
         out["ema_decay"] = state.ema_decay
         out["ema_params_sha256"] = params_sha256(state.ema["params"])

@@ -20,8 +20,10 @@ batch, so the order, the augmentation and a resume are pure functions of the ste
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxconv._process import die_with_parent
 from jaxconv.data import transforms as T
 from jaxconv.data.batching import augment, batch_indices
 
@@ -95,6 +98,13 @@ class StepBatch:
         return x, np.asarray(self.y[examples])
 
 
+def _worker_start(parent: int, index: int, count: int) -> None:
+    """A Grain worker's first act: die with the training process that started it, so a
+    SIGKILLed run leaves no worker computing batches for nobody."""
+    del index, count
+    die_with_parent(parent)
+
+
 class TrainBatches:
     """An iterator over the steps ``start..total-1``'s batches, placed on the devices by
     ``place(x, y)`` in a background thread one batch ahead."""
@@ -123,7 +133,8 @@ class TrainBatches:
         dataset = grain.MapDataset.range(self._offset, self.total).map(self.batches)
         if self.workers:
             options = grain.MultiprocessingOptions(num_workers=self.workers)
-            self._iterator = iter(dataset.to_iter_dataset().mp_prefetch(options))
+            init = functools.partial(_worker_start, os.getpid())  # picklable for spawn
+            self._iterator = iter(dataset.to_iter_dataset().mp_prefetch(options, init))
         else:  # random access: Grain's iterator machinery costs more per step than a batch
             self._iterator = _Indexed(dataset)
         if saved and saved["grain"] is not None:

@@ -43,13 +43,16 @@ class ModelMismatch(ValueError):
 
 
 def _pytree(state: TrainState) -> dict:
-    return {
+    tree = {
         "params": state.params,
         "batch_stats": state.batch_stats,
         "opt_state": state.opt_state,
         "step": state.step,
         "rng": state.rng,
     }
+    if state.ema is not None:  # the moving average of the weights, when the run keeps one
+        tree["ema"] = state.ema
+    return tree
 
 
 def _key_name(key: Any) -> str:
