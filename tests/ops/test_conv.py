@@ -224,7 +224,7 @@ def test_pad_function_matches_numpy(rng):
 
 
 @pytest.mark.slow
-@settings(max_examples=100)
+@settings(max_examples=60)
 @given(conv_cases())
 def test_conv_matches_reference_long_run(c):
     """The same property over many more cases (run in CI; skip with -m 'not slow')."""

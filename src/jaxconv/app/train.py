@@ -72,8 +72,7 @@ def train(
       Interrupted: SIGINT or SIGTERM (a checkpoint is saved between two steps).
     """
     start, run_dir, backend = time.perf_counter(), Path(run_dir), backend or BackendStart()
-    cfg = debug.debug_config(cfg) if cfg.trainer.get("debug") else cfg
-    _start(cfg, backend)
+    cfg = _start(cfg, backend)
     if cfg.trainer.resume and finished_run(done := previous_result(run_dir), task_config(cfg)):
         if parallel.is_primary():
             print(_finished(done, run_dir), flush=True)
@@ -181,15 +180,18 @@ class _Watch(Logger):
             raise fault
 
 
-def _start(cfg: DictConfig, backend: BackendStart) -> None:
+def _start(cfg: DictConfig, backend: BackendStart) -> DictConfig:
     """The checks of the config values, then ``jax.distributed`` and the backend (a
-    platform that cannot start is one line), before anything is written."""
+    platform that cannot start is one line), before anything is written. Returns the
+    config to run: shortened for ``trainer=debug``."""
+    cfg = debug.debug_config(cfg) if cfg.trainer.get("debug") else cfg
     validate(cfg)
     # jax.distributed installs its own SIGTERM handler (a preemption notice): start it
     # before ours, which must be the one that sees SIGTERM
     parallel.initialize(**dataclasses.asdict(group_options(cfg, DistributedOptions, "distributed")))
     backend.note(reuse_memory=cfg.trainer.reuse_host_memory)
     start_backend()
+    return cfg
 
 
 def _record_failure(err: BaseException, record: RunRecord, loggers, hold, run_dir) -> None:

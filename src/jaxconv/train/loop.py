@@ -120,6 +120,16 @@ def _evaluate(state, x, y, objective: Objective, batch_size: int = 512) -> dict[
 
 
 _EVAL_STEPS: dict = {}
+_TRAIN_STEPS: dict = {}
+
+
+def _train_step(objective: Objective, mesh, accumulate: int):
+    """One jitted train step per objective, mesh and accumulation: a later ``fit`` of the
+    same model and shapes reuses its compilation."""
+    key = (objective, mesh, accumulate)
+    if key not in _TRAIN_STEPS:
+        _TRAIN_STEPS[key] = make_train_step(objective, mesh, accumulate)
+    return _TRAIN_STEPS[key]
 
 
 def _eval_step(objective: Objective, mesh):
@@ -461,7 +471,7 @@ def _fit(model, data, optimizer, o, objective, checked, run_dir, should_stop, on
     hooks += [LoggerCallback(logger) for logger in _primary_loggers(loggers, run_dir)]
     for hook in hooks:
         hook.on_start(int(state.step), history.rows)
-    step = make_train_step(objective, mesh, o.accumulate_steps)
+    step = _train_step(objective, mesh, o.accumulate_steps)
     loop = _Loop(data, o, total, buffer, ckpt, history, run_dir, step, int(state.step), mesh,
                  hooks, best)  # fmt: skip
     return loop.run(state, stop), history
