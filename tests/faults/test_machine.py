@@ -199,8 +199,13 @@ def test_run_directory_removed_during_training(tmp_path):
 
 
 def test_memory_exhausted_in_the_step(tmp_path):
-    big = ["model.channels=[64,128]", "data.options.num_train=2400", "trainer.batch_size=2048",
-           "trainer.max_steps=3", "trainer.eval_every=3"]  # fmt: skip
+    big = [
+        "model.channels=[64,128]",
+        "data.options.num_train=5000",
+        "trainer.batch_size=4096",
+        "trainer.max_steps=3",
+        "trainer.eval_every=3",
+    ]  # fmt: skip (twice what 2 GiB hold)
     run_dir = tmp_path / "run"
     limited = ["prlimit", f"--as={2 * 1024**3}", sys.executable, "-m", "jaxconv"]  # no fork
     proc = subprocess.run(  # hook in this multithreaded process

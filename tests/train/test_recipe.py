@@ -9,7 +9,10 @@ import numpy as np
 import optax
 import pytest
 
+from flax import nnx
+
 from jaxconv import models
+from jaxconv.models import nnx as nnx_models
 from jaxconv.data import load_dataset
 from jaxconv.train import Checkpoints, Interrupted, evaluate, fit, params_sha256
 from jaxconv.train.callbacks import Callback, EarlyStopping
@@ -38,6 +41,17 @@ def test_accumulated_micro_batches_equal_the_whole_batch(digits):
         split, _ = fit(_plain_cnn(), digits, optax.sgd(0.1), max_steps=6, batch_size=32,
                        progress=False, accumulate_steps=k)  # fmt: skip
         assert _max_difference(whole.params, split.params) < 1e-6
+
+    # an NNX model through the same step (a fresh module per run: fit trains a copy's state)
+    def nnx_cnn():
+        return nnx_models.CNN(channels=(8,), kernel_size=(3, 3), pool="max", norm="none",
+                              conv_backend="lax", input_shape=(8, 8, 1), rngs=nnx.Rngs(0))  # fmt: skip
+
+    whole, _ = fit(nnx_cnn(), digits, optax.sgd(0.1), max_steps=6, batch_size=32,
+                   progress=False)  # fmt: skip
+    split, _ = fit(nnx_cnn(), digits, optax.sgd(0.1), max_steps=6, batch_size=32,
+                   progress=False, accumulate_steps=4)  # fmt: skip
+    assert _max_difference(whole.params, split.params) < 1e-6
     with pytest.raises(ValueError, match=r"`accumulate_steps` \(=3\) must divide `batch_size`"):
         fit(_plain_cnn(), digits, optax.sgd(0.1), max_steps=1, batch_size=32, accumulate_steps=3)
 
@@ -181,3 +195,25 @@ def test_callback_states_are_json_in_the_checkpoint(digits, tmp_path):
     fit(model, digits, optax.sgd(0.1), max_steps=30, batch_size=32, eval_every=5,
         progress=False, run_dir=tmp_path, resume=True, callbacks=[again])  # fmt: skip
     assert again.evals == 6
+
+
+def test_the_summary_of_a_linen_preset_and_of_its_nnx_twin(digits):
+    """The same layers with the same parameter counts and output shapes, in call order;
+    the counts add up to the parameters the model holds."""
+    from jaxconv.train.summary import count_params, summarize
+
+    linen = models.CNN(channels=(8, 16), kernel_size=(3, 3), pool="max")
+    twin = nnx_models.CNN(channels=(8, 16), kernel_size=(3, 3), pool="max",
+                          input_shape=(8, 8, 1), rngs=nnx.Rngs(0))  # fmt: skip
+    a, b = summarize(linen, digits.x_train[:1]), summarize(twin, digits.x_train[:1])
+    layers = [r for r in a.rows if r[1] in ("Conv", "BatchNorm", "Dense")]
+    assert [(r[0], r[2], r[3]) for r in layers] == [
+        ("Conv_0", "(8, 8, 8)", 72), ("BatchNorm_0", "(8, 8, 8)", 16),
+        ("Conv_1", "(4, 4, 16)", 1152), ("BatchNorm_1", "(4, 4, 16)", 32),
+        ("Dense_0", "(10,)", 170),
+    ]  # fmt: skip
+    assert [(r[0], r[2], r[3]) for r in b.rows if r[0] != "(model)"] == [
+        (r[0], r[2], r[3]) for r in layers
+    ]
+    state = create_state(linen, digits.x_train, optax.sgd(0.1), 0)
+    assert a.params == b.params == count_params(state.params) == 72 + 16 + 1152 + 32 + 170

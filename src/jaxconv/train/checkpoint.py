@@ -330,9 +330,13 @@ class Checkpoints:
         return {k: np.asarray(v["values"], dtype=v["dtype"]) for k, v in extras.items()}
 
     def close(self) -> None:
-        """Close the managers; a run that saved no step leaves no empty folders."""
+        """Close the managers; a run that saved no step leaves no empty folders, a failed
+        save no partial one (swept again here: a writer thread of the failed save may
+        have added to it after the first sweep)."""
         self.last.close()
         self.best.close()
+        if self._swept:
+            self.remove_partial()
         if self._run_dir_fd is not None:
             os.close(self._run_dir_fd)
             self._run_dir_fd = None
