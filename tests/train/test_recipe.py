@@ -8,12 +8,11 @@ import jax
 import numpy as np
 import optax
 import pytest
-
 from flax import nnx
 
 from jaxconv import models
-from jaxconv.models import nnx as nnx_models
 from jaxconv.data import load_dataset
+from jaxconv.models import nnx as nnx_models
 from jaxconv.train import Checkpoints, Interrupted, evaluate, fit, params_sha256
 from jaxconv.train.callbacks import Callback, EarlyStopping
 from jaxconv.train.state import create_state
