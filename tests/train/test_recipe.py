@@ -44,7 +44,8 @@ def test_accumulated_micro_batches_equal_the_whole_batch(digits):
     # an NNX model through the same step (a fresh module per run: fit trains a copy's state)
     def nnx_cnn():
         return nnx_models.CNN(channels=(8,), kernel_size=(3, 3), pool="max", norm="none",
-                              conv_backend="lax", input_shape=(8, 8, 1), rngs=nnx.Rngs(0))  # fmt: skip
+                              conv_backend="lax", input_shape=(8, 8, 1),
+                              rngs=nnx.Rngs(0))  # fmt: skip
 
     whole, _ = fit(nnx_cnn(), digits, optax.sgd(0.1), max_steps=6, batch_size=32,
                    progress=False)  # fmt: skip
