@@ -1,5 +1,7 @@
 """Training with Optax: state, steps, loop, checkpoints (usable without Hydra)."""
 
+from jaxconv.train.callbacks import Callback as Callback
+from jaxconv.train.callbacks import EarlyStopping as EarlyStopping
 from jaxconv.train.checkpoint import CheckpointError as CheckpointError
 from jaxconv.train.checkpoint import Checkpoints as Checkpoints
 from jaxconv.train.checkpoint import silence_failed_reads as silence_failed_reads
@@ -24,4 +26,6 @@ from jaxconv.train.optim import make_schedule as make_schedule
 from jaxconv.train.signals import Interrupted as Interrupted
 from jaxconv.train.signals import stop_on_signals as stop_on_signals
 from jaxconv.train.state import TrainState as TrainState
+from jaxconv.train.state import ema_weights as ema_weights
 from jaxconv.train.state import params_sha256 as params_sha256
+from jaxconv.train.summary import summarize as summarize
