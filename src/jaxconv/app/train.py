@@ -16,6 +16,7 @@ import jax
 from omegaconf import DictConfig
 
 from jaxconv._atomic import write_text_atomic
+from jaxconv._errors import first_line
 from jaxconv.app import debug, tracking
 from jaxconv.app.build import Prepared, fit_options, prepare
 from jaxconv.app.config import config_sha256, flatten, group_options, task_config
@@ -113,12 +114,16 @@ def _describe(cfg: DictConfig, prepared: Prepared, record: RunRecord) -> None:
     put its parameter count and FLOPs per step into result.json."""
     data = prepared.dataset
     announce(data.summary())
-    state = jax.eval_shape(lambda: create_state(prepared.model, data.x_train[:1],
-                                                prepared.optimizer, cfg.seed,
-                                                cfg.trainer.compute_dtype))  # fmt: skip
-    summary = summarize(prepared.model, data.x_train[:1], state=state,
-                        batch_size=min(cfg.trainer.batch_size, len(data.x_train)),
-                        accumulate=cfg.trainer.accumulate_steps)  # fmt: skip
+    try:
+        state = jax.eval_shape(lambda: create_state(prepared.model, data.x_train[:1],
+                                                    prepared.optimizer, cfg.seed,
+                                                    cfg.trainer.compute_dtype))  # fmt: skip
+        summary = summarize(prepared.model, data.x_train[:1], state=state,
+                            batch_size=min(cfg.trainer.batch_size, len(data.x_train)),
+                            accumulate=cfg.trainer.accumulate_steps)  # fmt: skip
+    except Exception as err:  # a summary is a description: it never stops the run
+        announce(f"no model summary: {type(err).__name__}: {first_line(err)}")
+        return
     table = summary.table()
     announce(table)
     write_text_atomic(record.files.model_summary, table + "\n")
@@ -292,7 +297,6 @@ def _test(cfg: DictConfig, run_dir: Path, prepared: Prepared, state, history, lo
     if history.stopped is not None:  # a callback ended it (early stopping): still ok
         out["stopped_early"] = history.stopped
     if cfg.trainer.debug:
-        out["steps"] = steps
         out["debug"] = debug.checked(prepared, fit_options(cfg), state, history)
         if out["debug"]["resume"] == "OTHER parameters":
             raise RuntimeError(debug.report(out))
