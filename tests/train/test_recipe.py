@@ -145,6 +145,35 @@ def test_early_stopping_stops_where_the_rule_says_and_resumes_to_the_same_step(d
             resume=True, callbacks=[EarlyStopping()], **common)  # fmt: skip
 
 
+def test_a_stop_asked_between_evaluations_is_checkpointed_at_its_step(digits, tmp_path):
+    """A callback that stops in ``on_step`` (no evaluation at that step) ends training
+    there with a checkpoint of that step, which a resume does not train past."""
+
+    class StopAt(Callback):
+        def on_step(self, step, metrics):
+            if step == 7:
+                self.stop_reason = "enough"
+
+        def state_dict(self):
+            return {"stop_reason": self.stop_reason}
+
+        def load_state_dict(self, state):
+            self.stop_reason = state["stop_reason"]
+
+    model = models.LogisticRegression()
+    common = dict(max_steps=30, batch_size=32, eval_every=10, progress=False,
+                  run_dir=tmp_path)  # fmt: skip
+    state, history = fit(model, digits, optax.sgd(0.1), callbacks=[StopAt()], **common)
+    assert int(state.step) == 7 and history.stopped == {"step": 7, "reason": "enough"}
+    ckpt = Checkpoints(tmp_path)
+    try:
+        assert ckpt.latest_step() == 7
+    finally:
+        ckpt.close()
+    resumed, _ = fit(model, digits, optax.sgd(0.1), callbacks=[StopAt()], resume=True, **common)
+    assert int(resumed.step) == 7
+
+
 def test_the_best_checkpoint_follows_the_monitor_chosen(digits, tmp_path):
     model = models.CNN(channels=(8,), kernel_size=(3, 3), pool="max", conv_backend="lax")
     _, history = fit(model, digits, optax.adam(3e-2), max_steps=60, batch_size=32,

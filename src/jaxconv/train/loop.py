@@ -42,6 +42,7 @@ from jaxconv.train.signals import Interrupted
 from jaxconv.train.state import (
     TrainState,
     check_compute_dtype,
+    check_ema_decay,
     create_state,
     ema_weights,
     make_eval_step,
@@ -372,8 +373,7 @@ def check_fit_options(o: FitOptions, names: Sequence[str] = Objective().names) -
         raise ValueError(f"`augment_shift` (={o.augment_shift}) must be >= 0")
     if not 0 <= o.label_smoothing < 1:
         raise ValueError(f"`label_smoothing` (={o.label_smoothing}) must be in [0, 1)")
-    if not 0 <= o.ema_decay < 1:
-        raise ValueError(f"`ema_decay` (={o.ema_decay}) must be in [0, 1)")
+    check_ema_decay(o.ema_decay)
     if o.batch_size % o.accumulate_steps:
         raise ValueError(f"`accumulate_steps` (={o.accumulate_steps}) must divide `batch_size` "
                          f"(={o.batch_size}) into equal micro-batches")  # fmt: skip
@@ -656,7 +656,7 @@ class _Loop:
         if at_eval:
             self._evaluate(state, done)
         every = o.checkpoint_every
-        stopping = at_eval and any(h.stop_reason for h in self.stateful)
+        stopping = any(h.stop_reason for h in self.stateful)  # set at this step or before
         if self.ckpt is not None and (
             (every is None and at_eval)
             or (every and done % every == 0)

@@ -42,14 +42,18 @@ class TrainState(train_state.TrainState):
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
 
+def check_ema_decay(decay: float) -> None:
+    if not 0 <= decay < 1:
+        raise ValueError(f"`ema_decay` (={decay}) must be in [0, 1)")
+
+
 def with_ema(state: TrainState, decay: float) -> TrainState:
     """``state`` keeping an exponential moving average of its weights (parameters and
     BatchNorm statistics), ``ema <- decay * ema + (1 - decay) * weights`` after each
     step, starting from the weights as they are (``decay`` 0: no average)."""
+    check_ema_decay(decay)
     if not decay:
         return state
-    if not 0 < decay < 1:
-        raise ValueError(f"`ema_decay` (={decay}) must be in [0, 1)")
     weights = {"params": state.params, "batch_stats": state.batch_stats}
     return state.replace(ema=jax.tree.map(jnp.copy, weights), ema_decay=float(decay))
 
@@ -146,7 +150,10 @@ def make_train_step(objective: Objective | None = None, mesh=None, accumulate: i
     """
     objective = objective or Objective()
 
-    def grads_of(state: TrainState, params, batch_stats, x, y, key):
+    def grads_of(state: TrainState, batch_stats, x, y, key):
+        """The loss, logits, new BatchNorm statistics and gradient of ``state.params`` on
+        one (micro-)batch, normalised with (and updating) ``batch_stats``."""
+
         def loss_fn(params):
             mutable = ["batch_stats"] if batch_stats else False
             inner = state.replace(batch_stats=batch_stats)
@@ -155,14 +162,13 @@ def make_train_step(objective: Objective | None = None, mesh=None, accumulate: i
             logits, updates = out if mutable else (out, {})
             return objective.losses(logits, y, train=True).mean(), (logits, updates)
 
-        (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         return loss, logits, updates.get("batch_stats", batch_stats), grads
 
     def step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray):
         key = jax.random.fold_in(state.rng, state.step)
         if accumulate == 1:
-            loss, logits, stats, grads = grads_of(state, state.params, state.batch_stats, x, y,
-                                                  key)  # fmt: skip
+            loss, logits, stats, grads = grads_of(state, state.batch_stats, x, y, key)
         else:
             loss, logits, stats, grads = _accumulated(grads_of, state, x, y, key, accumulate)
         state = _update_ema(state.apply_gradients(grads=grads, batch_stats=stats))
@@ -183,14 +189,13 @@ def _micro(a: jnp.ndarray, k: int) -> jnp.ndarray:
 
 
 def _accumulated(grads_of, state: TrainState, x, y, key, k: int):
-    """The mean loss and gradient over ``k`` micro-batches (one compiled scan), the
+    """The mean loss and gradient over ``k`` micro-batches (a scan, unrolled), the
     BatchNorm statistics after the last, and the logits in the batch's row order."""
 
     def body(carry, micro):
         stats, total = carry
         i, xm, ym = micro
-        loss, logits, stats, grads = grads_of(state, state.params, stats, xm, ym,
-                                              jax.random.fold_in(key, i))  # fmt: skip
+        loss, logits, stats, grads = grads_of(state, stats, xm, ym, jax.random.fold_in(key, i))
         total = jax.tree.map(jnp.add, total, (loss, grads))
         return (stats, total), logits
 
