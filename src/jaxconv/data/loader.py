@@ -197,7 +197,7 @@ class TrainBatches:
         self._iterator = None
         while not self._queue.empty():
             self._queue.get_nowait()
-        if self.workers:  # their shared memory, now (a full collection takes ~0.2 s)
+        if self.workers:  # their shared memory, now (a full collection is not free)
             gc.collect()
 
 

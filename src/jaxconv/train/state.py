@@ -202,7 +202,7 @@ def _accumulated(grads_of, state: TrainState, x, y, key, k: int):
     zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
     (stats, (loss, grads)), logits = jax.lax.scan(
         body, (state.batch_stats, zeros), (jnp.arange(k), _micro(x, k), _micro(y, k)),
-        unroll=True,  # XLA:CPU runs convolutions in a loop body an order of magnitude slower
+        unroll=True,  # XLA:CPU runs the convolutions of a loop body far slower (benchmarks/)
     )  # fmt: skip
     loss, grads = jax.tree.map(lambda t: t / k, (loss, grads))
     logits = jnp.swapaxes(logits, 0, 1).reshape(-1, *logits.shape[2:])  # rows in order
